@@ -8,6 +8,7 @@ import importlib
 import typer
 
 COMMAND_MODULES: list[str] = [
+    "svcnet.cli.server",
 ]
 
 app = typer.Typer(

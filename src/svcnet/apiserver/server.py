@@ -1,0 +1,124 @@
+"""The API server process: datastore, HTTPS, authentication, metrics and health around the
+REST application of apiserver/app.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from svcnet.apiserver.app import build_app
+from svcnet.apiserver.auth import ensure_admin_token, token_middleware
+from svcnet.apiserver.kubeconfig import (
+    KUBECONFIG_NAME,
+    SERVER_URL_NAME,
+    kubeconfig_text,
+    url_for,
+    write_private_text,
+)
+from svcnet.apiserver.metrics import ApiServerMetrics
+from svcnet.apiserver.options import ApiServerOptions
+from svcnet.apiserver.tls import ensure_pki, serving_hosts
+from svcnet.store.sqlite import SqliteStore
+
+log = logging.getLogger("svcnet.apiserver")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    tls_sans: list[str] = field(default_factory=list)
+    api: ApiServerOptions = field(default_factory=ApiServerOptions)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    kubeconfig_path: Path
+    token: str
+    ca_path: Path
+
+
+async def _health(request: web.Request) -> web.Response:
+    ready = request.app.get("svcnet.server_ready")
+    if request.path.startswith("/readyz") and ready is not None and not ready.is_set():
+        failing = "[-]svcnet-startup failed: not started yet\nreadyz check failed\n"
+        return web.Response(status=500, text=failing)
+    if "verbose" in request.query:
+        name = request.path.strip("/").split("/")[0]
+        return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{name} check passed\n")
+    return web.Response(text="ok")
+
+
+async def serve(config: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or forever). ``on_ready`` is called once the socket is
+    listening and the kubeconfig is written."""
+    data_dir = config.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_pki(data_dir, serving_hosts(config.host, config.tls_sans))
+    token = ensure_admin_token(data_dir)
+
+    store = SqliteStore(str(data_dir / "state.db"))
+    await store.start()
+    metrics = ApiServerMetrics()
+    # Metrics wrap authentication so 401s are counted too, as upstream counts them.
+    app = build_app(store, config.api, middlewares=[metrics.middleware(), token_middleware([token])])
+    ready = asyncio.Event()
+    app["svcnet.server_ready"] = ready
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(path, _health)
+        app.router.add_get(path + "/{check:.*}", _health)
+    app.router.add_get("/metrics", metrics.handle)
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=pki.server_ssl_context(),
+                       backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+        port = config.port
+        if port == 0:  # an ephemeral port was asked for: report the one the kernel chose
+            sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+            port = sockets[0].getsockname()[1]
+        url = url_for(config.host, port)
+        kubeconfig_path = data_dir / KUBECONFIG_NAME
+        write_private_text(kubeconfig_path, kubeconfig_text(url, pki.ca_cert.read_bytes(), token))
+        (data_dir / SERVER_URL_NAME).write_text(url + "\n")
+        ready.set()
+        log.info("serving the Kubernetes API on %s (kubeconfig %s)", url, kubeconfig_path)
+        if on_ready:
+            on_ready(RunningServer(url, kubeconfig_path, token, pki.ca_cert))
+        await (stop.wait() if stop else asyncio.Event().wait())
+    finally:
+        await runner.cleanup()
+        await store.close()
+
+
+def run_forever(config: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None) -> None:
+    """Blocking entry point for the CLI: uvloop when installed, clean stop on SIGINT/SIGTERM."""
+    try:
+        import uvloop
+
+        runner_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency on Linux
+        runner_factory = asyncio.new_event_loop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await serve(config, on_ready, stop)
+
+    with asyncio.Runner(loop_factory=runner_factory) as runner:
+        runner.run(main())

@@ -1,0 +1,75 @@
+"""`svcnet server` and `svcnet kubeconfig`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from svcnet.cli.common import parse_host_port
+
+
+def register(app: typer.Typer) -> None:
+    app.command("server")(server)
+    app.command("kubeconfig")(kubeconfig)
+
+
+def server(
+    data_dir: Annotated[Path, typer.Option(help="Where state, certificates and the kubeconfig live.")] = Path(
+        "./svcnet-data"
+    ),
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve HTTPS on (port 0 picks a free one).")] = (
+        "127.0.0.1:6443"
+    ),
+    tls_san: Annotated[
+        list[str] | None, typer.Option("--tls-san", help="Extra name or IP for the serving certificate.")
+    ] = None,
+    print_kubeconfig: Annotated[
+        bool, typer.Option(help="Print the admin kubeconfig path and how to use it once serving.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the Kubernetes API server (SQLite datastore under --data-dir)."""
+    from svcnet.apiserver.server import RunningServer, ServerConfig, run_forever
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        host, port = parse_host_port(listen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--listen") from exc
+
+    def announce(running: RunningServer) -> None:
+        if print_kubeconfig:
+            print(f"svcnet API server ready at {running.url}", flush=True)
+            print(f"kubeconfig: {running.kubeconfig_path}", flush=True)
+            print(f"try:  export KUBECONFIG={running.kubeconfig_path}; kubectl get svc -A", flush=True)
+
+    try:
+        run_forever(ServerConfig(data_dir=data_dir, host=host, port=port, tls_sans=tls_san or []), announce)
+    except OSError as exc:
+        print(f"svcnet server: cannot serve on {listen}: {exc.strerror or exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+
+
+def kubeconfig(
+    data_dir: Annotated[Path, typer.Option(help="The server's data directory.")] = Path("./svcnet-data"),
+    write: Annotated[
+        Path | None, typer.Option(help="Write the kubeconfig to this path instead of printing it.")
+    ] = None,
+) -> None:
+    """Print (or write) the admin kubeconfig of a server started with this data directory."""
+    from svcnet.apiserver.kubeconfig import load_admin_kubeconfig, write_private_text
+
+    try:
+        text = load_admin_kubeconfig(data_dir)
+    except FileNotFoundError as exc:
+        print(f"svcnet kubeconfig: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
+    if write is None:
+        sys.stdout.write(text)
+    else:
+        write_private_text(write, text)
+        print(f"wrote {write}; use it with: export KUBECONFIG={write.resolve()}")
