@@ -275,8 +275,7 @@ class FileSource:
         return self._synced.is_set()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        # Pending work is only replays for late handlers: finite, so let it finish.
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
