@@ -105,6 +105,17 @@ class UnavailableError(StoreError):
     """The datastore cannot serve the request now (lost quorum, closed)."""
 
 
+class WatchOverflowError(StoreError):
+    """A watcher fell too far behind the writers and its buffer filled up, so the store ended
+    that watch rather than slow every writer down. ``last_revision`` is the revision of the last
+    event delivered on it; the consumer may re-watch from ``last_revision + 1`` (which may in
+    turn raise CompactedError) or relist (the API server answers 410 Expired)."""
+
+    def __init__(self, last_revision: int) -> None:
+        super().__init__(f"watch fell behind after revision {last_revision} and was closed")
+        self.last_revision = last_revision
+
+
 class Store(ABC):
     """Async interface; implementations are safe for concurrent use from one event loop."""
 
