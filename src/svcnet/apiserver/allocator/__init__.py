@@ -1,0 +1,1 @@
+"""ClusterIP and NodePort allocation (issue #4)."""
