@@ -9,6 +9,7 @@ import typer
 
 COMMAND_MODULES: list[str] = [
     "svcnet.cli.server",
+    "svcnet.cli.proxy",
 ]
 
 app = typer.Typer(
