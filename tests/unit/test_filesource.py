@@ -174,7 +174,6 @@ async def test_file_source_groups_defaults_and_fills_metadata(tmp_path, caplog):
 
 
 async def test_file_source_applies_api_server_defaults(tmp_path):
-    pytest.importorskip("svcnet.api.defaults", reason="api/defaults.py not in the tree yet")
     source = FileSource([write(tmp_path, "svc.yaml", SERVICES)])
     await source.start()
     svc = source.store("svc").get("default", "backend-svc")

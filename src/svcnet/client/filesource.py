@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import yaml
 
+from svcnet.api.defaults import apply_defaults
 from svcnet.api.resources import Resource, by_kind
 from svcnet.client.cache import IndexFunc, Obj, ObjectCache, object_key
 from svcnet.client.source import (
@@ -33,11 +34,6 @@ from svcnet.client.source import (
     replay_adds,
     resolve_resource,
 )
-
-try:
-    from svcnet.api.defaults import apply_defaults
-except ImportError:  # api/defaults.py is written by another helper; until it lands, no defaults.
-    apply_defaults = None
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +217,7 @@ def prepare_object(obj: Obj, resource: Resource) -> Obj:
             meta["namespace"] = DEFAULT_NAMESPACE
     else:
         meta.pop("namespace", None)
-    if apply_defaults is not None:
-        apply_defaults(obj)
+    apply_defaults(obj)
     if not meta.get("uid"):
         identity = f"{resource.api_version}/{resource.kind}/{meta.get('namespace', '')}/{meta['name']}"
         meta["uid"] = str(uuid.uuid5(_UID_NAMESPACE, identity))
