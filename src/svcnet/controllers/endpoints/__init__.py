@@ -1,0 +1,1 @@
+"""The legacy v1 Endpoints controller (issue #4)."""
