@@ -28,7 +28,7 @@ _NO_VALUE = object()
 
 
 def _render_value(value: Any) -> str:
-    """Values are printed as Go's %v/%q would: strings quoted, numbers bare, lists in []."""
+    """Values are printed as apimachinery prints them: strings %q, numbers bare, slices %#v."""
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, bool):
@@ -36,7 +36,12 @@ def _render_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, list):
-        return "[" + " ".join(v if isinstance(v, str) else _render_value(v) for v in value) + "]"
+        # apimachinery prints slices with Go's %#v: []string{"a", "b"}, []int{1, 2}
+        if all(isinstance(v, str) for v in value):
+            return "[]string{" + ", ".join(json.dumps(v) for v in value) + "}"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return "[]int32{" + ", ".join(str(v) for v in value) + "}"
+        return "[]interface {}{" + ", ".join(_render_value(v) for v in value) + "}"
     return str(value)
 
 
