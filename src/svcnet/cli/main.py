@@ -10,6 +10,7 @@ import typer
 COMMAND_MODULES: list[str] = [
     "svcnet.cli.server",
     "svcnet.cli.proxy",
+    "svcnet.cli.trace",
 ]
 
 app = typer.Typer(
