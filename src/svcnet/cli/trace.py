@@ -77,11 +77,19 @@ def trace_cmd(
     dst: Annotated[str, typer.Option("--dst", help="destination IP:PORT ([v6]:PORT)")],
     mode: Annotated[str, typer.Option("--mode", help="iptables | nftables")] = "iptables",
     filename: FilesOpt = None,
-    rules: Annotated[str | None, typer.Option(
-        "--rules", help="rule dump to trace (iptables-save / nft list ruleset output; - = stdin)")] = None,
+    rules: Annotated[
+        str | None,
+        typer.Option(
+            "--rules", help="rule dump to trace (iptables-save / nft list ruleset output; - = stdin)"
+        ),
+    ] = None,
     proto: Annotated[str, typer.Option("--proto", help="tcp | udp | sctp")] = "tcp",
-    from_node: Annotated[bool, typer.Option(
-        "--from-node", help="the packet is sent by the node itself (nat OUTPUT, not PREROUTING)")] = False,
+    from_node: Annotated[
+        bool,
+        typer.Option(
+            "--from-node", help="the packet is sent by the node itself (nat OUTPUT, not PREROUTING)"
+        ),
+    ] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="text | json")] = "text",
     node_name: NodeNameOpt = "",
     node_ip: NodeIPOpt = None,
@@ -111,8 +119,17 @@ def trace_cmd(
     if ipaddress.ip_address(src).version != ipaddress.ip_address(host).version:
         _fail("--src and --dst must be of the same IP family")
     if filename:
-        node = build_node_config(node_name, node_ip, cluster_cidr, masquerade_all, masquerade_bit,
-                                 nodeport_addresses, localhost_nodeports, service_cidr, ip_family)
+        node = build_node_config(
+            node_name,
+            node_ip,
+            cluster_cidr,
+            masquerade_all,
+            masquerade_bit,
+            nodeport_addresses,
+            localhost_nodeports,
+            service_cidr,
+            ip_family,
+        )
         try:
             text = render_rules(mode, list(filename), node)
         except NotImplementedError as exc:

@@ -32,10 +32,14 @@ def trace_text(mode: str, text: str, packet: Packet, node: Node) -> TraceResult:
     if mode == "iptables":
         ruleset = parse_iptables(text)
         added = add_kube_proxy_jumps(ruleset)
-        notes = [
-            f"added {len(added)} jump rules kube-proxy installs itself outside its restore input "
-            "(PREROUTING/OUTPUT/POSTROUTING/INPUT/FORWARD -> KUBE-*); shown as `kube-proxy's own jump`"
-        ] if added else []
+        notes = (
+            [
+                f"added {len(added)} jump rules kube-proxy installs itself outside its restore input "
+                "(PREROUTING/OUTPUT/POSTROUTING/INPUT/FORWARD -> KUBE-*); shown as `kube-proxy's own jump`"
+            ]
+            if added
+            else []
+        )
         engine = IptablesEngine(ruleset, local, primary)
     elif mode == "nftables":
         from svcnet.netfilter.nft import parse_nft

@@ -74,10 +74,13 @@ def render_text(result: TraceResult, console: Console) -> None:
     `console` is a terminal (rich decides)."""
     for step in result.path:
         indent = "  " * step.depth
-        chance = f" [magenta]({percent(step.probability)} of connections)[/]" if step.probability < 0.99999 else ""
+        chance = (
+            f" [magenta]({percent(step.probability)} of connections)[/]" if step.probability < 0.99999 else ""
+        )
         line = f" line {step.line_no}" if step.line_no else " (kube-proxy's own jump)"
         console.print(
-            f"{indent}[dim]{step.hook:<11}[/] [bold cyan]{step.table} {escape(step.chain)}[/][dim]{line}[/]{chance}",
+            f"{indent}[dim]{step.hook:<11}[/] [bold cyan]{step.table} {escape(step.chain)}[/]"
+            f"[dim]{line}[/]{chance}",
             highlight=False,
         )
         console.print(f"{indent}    [white]{escape(step.rule)}[/]", highlight=False, soft_wrap=True)

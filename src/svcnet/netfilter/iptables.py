@@ -27,10 +27,39 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 # Targets provided by the kernel rather than by a user chain. Anything else must be a chain.
 TERMINAL_TARGETS = {"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "QUEUE", "NFQUEUE"}
 EXTENSION_TARGETS = TERMINAL_TARGETS | {
-    "RETURN", "MARK", "CONNMARK", "LOG", "NFLOG", "ULOG", "TRACE", "CT", "NOTRACK", "CHECKSUM", "TCPMSS",
-    "TPROXY", "DSCP", "TOS", "TTL", "HL", "SECMARK", "CONNSECMARK", "CLASSIFY", "AUDIT", "SET",
-    "IDLETIMER", "LED", "RATEEST", "TEE", "SYNPROXY", "HMARK", "CLUSTERIP", "NETMAP", "DNPT", "SNPT",
-    "ECN", "MIRROR",
+    "RETURN",
+    "MARK",
+    "CONNMARK",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "TRACE",
+    "CT",
+    "NOTRACK",
+    "CHECKSUM",
+    "TCPMSS",
+    "TPROXY",
+    "DSCP",
+    "TOS",
+    "TTL",
+    "HL",
+    "SECMARK",
+    "CONNSECMARK",
+    "CLASSIFY",
+    "AUDIT",
+    "SET",
+    "IDLETIMER",
+    "LED",
+    "RATEEST",
+    "TEE",
+    "SYNPROXY",
+    "HMARK",
+    "CLUSTERIP",
+    "NETMAP",
+    "DNPT",
+    "SNPT",
+    "ECN",
+    "MIRROR",
 }
 
 PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp", "0": "all"}
@@ -40,31 +69,48 @@ CT_STATES = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "D
 _MODULE_OPTIONS: dict[str, dict[str, tuple[str, int]]] = {
     "comment": {"--comment": ("comment", 1)},
     "addrtype": {
-        "--src-type": ("src-type", 1), "--dst-type": ("dst-type", 1),
-        "--limit-iface-in": ("limit-iface-in", 0), "--limit-iface-out": ("limit-iface-out", 0),
+        "--src-type": ("src-type", 1),
+        "--dst-type": ("dst-type", 1),
+        "--limit-iface-in": ("limit-iface-in", 0),
+        "--limit-iface-out": ("limit-iface-out", 0),
     },
     "conntrack": {"--ctstate": ("ctstate", 1), "--ctstatus": ("ctstatus", 1)},
     "state": {"--state": ("ctstate", 1)},
     "mark": {"--mark": ("mark", 1)},
     "statistic": {
-        "--mode": ("mode", 1), "--probability": ("probability", 1),
-        "--every": ("every", 1), "--packet": ("packet", 1),
+        "--mode": ("mode", 1),
+        "--probability": ("probability", 1),
+        "--every": ("every", 1),
+        "--packet": ("packet", 1),
     },
     "recent": {
-        "--name": ("name", 1), "--set": ("set", 0), "--rcheck": ("rcheck", 0), "--update": ("update", 0),
-        "--remove": ("remove", 0), "--seconds": ("seconds", 1), "--reap": ("reap", 0),
-        "--hitcount": ("hitcount", 1), "--rttl": ("rttl", 0), "--mask": ("mask", 1),
-        "--rsource": ("rsource", 0), "--rdest": ("rdest", 0),
+        "--name": ("name", 1),
+        "--set": ("set", 0),
+        "--rcheck": ("rcheck", 0),
+        "--update": ("update", 0),
+        "--remove": ("remove", 0),
+        "--seconds": ("seconds", 1),
+        "--reap": ("reap", 0),
+        "--hitcount": ("hitcount", 1),
+        "--rttl": ("rttl", 0),
+        "--mask": ("mask", 1),
+        "--rsource": ("rsource", 0),
+        "--rdest": ("rdest", 0),
     },
     "multiport": {
-        "--dports": ("dports", 1), "--destination-ports": ("dports", 1),
-        "--sports": ("sports", 1), "--source-ports": ("sports", 1), "--ports": ("ports", 1),
+        "--dports": ("dports", 1),
+        "--destination-ports": ("dports", 1),
+        "--sports": ("sports", 1),
+        "--source-ports": ("sports", 1),
+        "--ports": ("ports", 1),
     },
     "nfacct": {"--nfacct-name": ("nfacct-name", 1)},
 }
 _L4_OPTIONS = {
-    "--dport": ("dport", 1), "--destination-port": ("dport", 1),
-    "--sport": ("sport", 1), "--source-port": ("sport", 1),
+    "--dport": ("dport", 1),
+    "--destination-port": ("dport", 1),
+    "--sport": ("sport", 1),
+    "--source-port": ("sport", 1),
 }
 _MODULE_OPTIONS["tcp"] = {**_L4_OPTIONS, "--tcp-flags": ("tcp-flags", 2), "--syn": ("syn", 0)}
 _MODULE_OPTIONS["udp"] = dict(_L4_OPTIONS)
@@ -73,22 +119,40 @@ _MODULE_OPTIONS["sctp"] = dict(_L4_OPTIONS)
 _TARGET_OPTIONS: dict[str, dict[str, tuple[str, int]]] = {
     "DNAT": {"--to-destination": ("to", 1), "--random": ("random", 0), "--persistent": ("persistent", 0)},
     "SNAT": {
-        "--to-source": ("to", 1), "--random": ("random", 0), "--random-fully": ("random-fully", 0),
+        "--to-source": ("to", 1),
+        "--random": ("random", 0),
+        "--random-fully": ("random-fully", 0),
         "--persistent": ("persistent", 0),
     },
-    "MASQUERADE": {"--to-ports": ("to-ports", 1), "--random": ("random", 0), "--random-fully": ("random-fully", 0)},
+    "MASQUERADE": {
+        "--to-ports": ("to-ports", 1),
+        "--random": ("random", 0),
+        "--random-fully": ("random-fully", 0),
+    },
     "REDIRECT": {"--to-ports": ("to-ports", 1), "--random": ("random", 0)},
     "MARK": {
-        "--set-xmark": ("set-xmark", 1), "--set-mark": ("set-mark", 1), "--or-mark": ("or-mark", 1),
-        "--and-mark": ("and-mark", 1), "--xor-mark": ("xor-mark", 1),
+        "--set-xmark": ("set-xmark", 1),
+        "--set-mark": ("set-mark", 1),
+        "--or-mark": ("or-mark", 1),
+        "--and-mark": ("and-mark", 1),
+        "--xor-mark": ("xor-mark", 1),
     },
     "REJECT": {"--reject-with": ("reject-with", 1)},
 }
 
 _GENERIC = {
-    "-p": "proto", "--protocol": "proto", "-s": "src", "--source": "src", "--src": "src",
-    "-d": "dst", "--destination": "dst", "--dst": "dst", "-i": "in", "--in-interface": "in",
-    "-o": "out", "--out-interface": "out",
+    "-p": "proto",
+    "--protocol": "proto",
+    "-s": "src",
+    "--source": "src",
+    "--src": "src",
+    "-d": "dst",
+    "--destination": "dst",
+    "--dst": "dst",
+    "-i": "in",
+    "--in-interface": "in",
+    "-o": "out",
+    "--out-interface": "out",
 }
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\S+')
@@ -155,7 +219,7 @@ def tokenize(text: str) -> list[str]:
     words = []
     for tok in _TOKEN.findall(text):
         if tok.startswith('"'):
-            if len(tok) < 2 or not tok.endswith('"') or tok.endswith('\\"') and not tok.endswith('\\\\"'):
+            if len(tok) < 2 or not tok.endswith('"') or (tok.endswith('\\"') and not tok.endswith('\\\\"')):
                 raise ValueError("unterminated quote")
             tok = tok[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         elif '"' in tok:
@@ -217,7 +281,7 @@ class _Parser:
             return
         match = _COUNTERS.match(line)
         if match:
-            line = line[match.end():]
+            line = line[match.end() :]
         words = tokenize(line)
         cmd = words[0]
         if cmd in ("-A", "--append", "-I", "--insert"):
@@ -332,7 +396,9 @@ class _Parser:
         assert self.table is not None
         for rule, line in self.jumps:
             if rule.target not in self.table.chains:
-                raise RuleParseError(rule.line_no, line, f"jump to a chain that does not exist: {rule.target}")
+                raise RuleParseError(
+                    rule.line_no, line, f"jump to a chain that does not exist: {rule.target}"
+                )
         self.jumps.clear()
 
 
@@ -401,8 +467,14 @@ def _parse_rule_spec(rule: Rule, words: list[str], line_no: int, line: str) -> N
 
 
 def _module_or_target_option(
-    rule: Rule, words: list[str], i: int, modules: list[str], proto: str | None, negate: bool,
-    line_no: int, line: str,
+    rule: Rule,
+    words: list[str],
+    i: int,
+    modules: list[str],
+    proto: str | None,
+    negate: bool,
+    line_no: int,
+    line: str,
 ) -> int:
     """Consume one module or target option starting at words[i]; return the next index."""
     opt = words[i]
@@ -431,13 +503,17 @@ def _module_or_target_option(
     while j < len(words) and not words[j].startswith("-") and words[j] != "!":
         j += 1
     text = " ".join(_quote(w) for w in words[i:j])
-    owner = rule.target if rule.target and not any(opt in _MODULE_OPTIONS.get(m, {}) for m in modules) else None
+    owner = (
+        rule.target if rule.target and not any(opt in _MODULE_OPTIONS.get(m, {}) for m in modules) else None
+    )
     if owner and rule.target in EXTENSION_TARGETS:
         rule.target_opts[opt.lstrip("-")] = " ".join(words[i + 1 : j]) or True
     else:
         if not modules and not owner:
             raise RuleParseError(line_no, line, f"unknown option {opt}")
-        rule.matches.append(Match("unknown", negate, modules[-1] if modules else owner, ("! " if negate else "") + text))
+        rule.matches.append(
+            Match("unknown", negate, modules[-1] if modules else owner, ("! " if negate else "") + text)
+        )
     return j
 
 

@@ -48,8 +48,13 @@ class Step:
 
     def to_json(self) -> dict:
         return {
-            "hook": self.hook, "table": self.table, "chain": self.chain, "rule": self.rule,
-            "line": self.line_no, "matched": self.matched, "action": self.action,
+            "hook": self.hook,
+            "table": self.table,
+            "chain": self.chain,
+            "rule": self.rule,
+            "line": self.line_no,
+            "matched": self.matched,
+            "action": self.action,
             "probability": round(self.probability, 10),
         }
 
@@ -79,9 +84,24 @@ class Flow:
 
     def fork(self, factor: float) -> Flow:
         twin = Flow(
-            self.src, self.dst, self.proto, self.sport, self.dport, self.from_node, self.prob * factor,
-            self.mark, self.dnat, self.masquerade, self.snat_to, self.final, self.final_step,
-            self.accepted, self.hook, self.iif, self.oif, list(self.steps),
+            self.src,
+            self.dst,
+            self.proto,
+            self.sport,
+            self.dport,
+            self.from_node,
+            self.prob * factor,
+            self.mark,
+            self.dnat,
+            self.masquerade,
+            self.snat_to,
+            self.final,
+            self.final_step,
+            self.accepted,
+            self.hook,
+            self.iif,
+            self.oif,
+            list(self.steps),
         )
         return twin
 
@@ -94,7 +114,9 @@ class Flow:
             states.add("SNAT")
         return frozenset(states)
 
-    def step(self, table: str, chain: str, rule: str, line_no: int, matched: str, action: str, depth: int) -> Step:
+    def step(
+        self, table: str, chain: str, rule: str, line_no: int, matched: str, action: str, depth: int
+    ) -> Step:
         s = Step(self.hook, table, chain, rule, line_no, matched, action, self.prob, depth)
         self.steps.append(s)
         return s
@@ -185,9 +207,11 @@ def _fold(packet: Packet, flows: list[Flow], notes: list[str]) -> TraceResult:
     probs: list[float] = []
     accepted_by: Step | None = None
     if not survivors:
-        verdict = max(
-            ("REJECT", "DROP"), key=lambda v: sum(p for kind, p, _ in dropped if kind == v)
-        ) if dropped else "NONE"
+        verdict = (
+            max(("REJECT", "DROP"), key=lambda v: sum(p for kind, p, _ in dropped if kind == v))
+            if dropped
+            else "NONE"
+        )
     else:
         for f in survivors:
             if f.dnat is None:

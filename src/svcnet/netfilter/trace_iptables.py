@@ -20,7 +20,11 @@ HOOK_CHAINS: dict[str, tuple[tuple[str, str], ...]] = {
     "input": (("mangle", "INPUT"), ("filter", "INPUT"), ("security", "INPUT"), ("nat", "INPUT")),
     "forward": (("mangle", "FORWARD"), ("filter", "FORWARD"), ("security", "FORWARD")),
     "output": (
-        ("raw", "OUTPUT"), ("mangle", "OUTPUT"), ("nat", "OUTPUT"), ("filter", "OUTPUT"), ("security", "OUTPUT"),
+        ("raw", "OUTPUT"),
+        ("mangle", "OUTPUT"),
+        ("nat", "OUTPUT"),
+        ("filter", "OUTPUT"),
+        ("security", "OUTPUT"),
     ),
     "postrouting": (("mangle", "POSTROUTING"), ("nat", "POSTROUTING")),
 }
@@ -30,7 +34,9 @@ _NON_TERMINAL_NOTED = {"LOG", "NFLOG", "ULOG", "TRACE", "CT", "NOTRACK", "CHECKS
 
 
 class IptablesEngine:
-    def __init__(self, ruleset: IptablesRuleset, local: LocalAddresses, primary_ip: str | None = None) -> None:
+    def __init__(
+        self, ruleset: IptablesRuleset, local: LocalAddresses, primary_ip: str | None = None
+    ) -> None:
         self.ruleset = ruleset
         self.local = local
         self.primary_ip = primary_ip
@@ -51,8 +57,15 @@ class IptablesEngine:
                 for g, verdict in self._run_chain(table, chain_name, f, 0, ()):
                     if verdict is None and chain.policy == "DROP":
                         g.final = "DROP"
-                        g.final_step = g.step(table, chain_name, f":{chain_name} DROP", chain.line_no,
-                                              "no rule ended the chain", "policy DROP", 0)
+                        g.final_step = g.step(
+                            table,
+                            chain_name,
+                            f":{chain_name} DROP",
+                            chain.line_no,
+                            "no rule ended the chain",
+                            "policy DROP",
+                            0,
+                        )
                     elif verdict in ("DROP", "REJECT"):
                         g.final = verdict
                     nxt.append(g)
@@ -142,13 +155,22 @@ class IptablesEngine:
         if target == "MARK":
             before = f.mark
             f.mark = _mark_target(rule, f.mark)
-            f.step(rule.table, rule.chain, rule.text, rule.line_no, matched,
-                   f"MARK {before:#x} -> {f.mark:#x}", depth)
+            f.step(
+                rule.table,
+                rule.chain,
+                rule.text,
+                rule.line_no,
+                matched,
+                f"MARK {before:#x} -> {f.mark:#x}",
+                depth,
+            )
             return [], [f]
         if target in self.ruleset.tables[rule.table].chains:
             if target in stack:
-                cycle = " -> ".join((*stack[stack.index(target):], target))
-                raise TraceError(f"jump cycle in table {rule.table}: {cycle} (line {rule.line_no}: {rule.text})")
+                cycle = " -> ".join((*stack[stack.index(target) :], target))
+                raise TraceError(
+                    f"jump cycle in table {rule.table}: {cycle} (line {rule.line_no}: {rule.text})"
+                )
             verb = "goto" if rule.goto else "jump"
             f.step(rule.table, rule.chain, rule.text, rule.line_no, matched, f"{verb} {target}", depth)
             done: list[tuple[Flow, str | None]] = []
@@ -245,7 +267,9 @@ class IptablesEngine:
             return True
         if kind.startswith("multiport:"):
             which = kind.split(":")[1]
-            ports = (f.dport,) if which == "dports" else (f.sport,) if which == "sports" else (f.dport, f.sport)
+            ports = (
+                (f.dport,) if which == "dports" else (f.sport,) if which == "sports" else (f.dport, f.sport)
+            )
             hit = any(lo <= p <= hi for lo, hi in m.value for p in ports)  # type: ignore[attr-defined]
             return hit != neg
         if kind == "tcp:syn":
