@@ -11,6 +11,7 @@ COMMAND_MODULES: list[str] = [
     "svcnet.cli.server",
     "svcnet.cli.proxy",
     "svcnet.cli.trace",
+    "svcnet.cli.dns",
 ]
 
 app = typer.Typer(
