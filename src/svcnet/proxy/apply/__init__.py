@@ -1,0 +1,1 @@
+"""Thin steps that hand rendered rules to the kernel (iptables-restore, ...)."""

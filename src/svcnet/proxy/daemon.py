@@ -1,0 +1,247 @@
+"""`svcnet proxy`: the kube-proxy daemon (iptables mode).
+
+Objects come from an ObjectSource: informers against an API server (--kubeconfig) or files
+(-f, re-read when they change on disk). Events feed the change tracker and poke the
+bounded-frequency runner; the canary monitor forces a full sync if someone flushes our chains.
+/healthz and /livez are served on --healthz-bind-address, /metrics on --metrics-bind-address.
+On SIGTERM/SIGINT the daemon stops and leaves its rules in place, as upstream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from svcnet.client.filesource import FileSource, ObjectsFileError
+from svcnet.proxy.apply.iptables import IPTables
+from svcnet.proxy.config import NodeConfig
+from svcnet.proxy.conntrack import Conntrack
+from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
+from svcnet.proxy.metrics import ProxyMetrics
+from svcnet.proxy.proxier import IptablesProxier, cleanup_iptables
+from svcnet.proxy.runner import BoundedFrequencyRunner
+
+log = logging.getLogger("svcnet.proxy")
+
+# Upstream kube-proxy ignores objects that another proxy owns, and headless services.
+PROXY_LABEL_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
+CANARY_CHECK_MIN = 1.0
+
+
+@dataclass
+class DaemonOptions:
+    mode: str = "iptables"
+    files: list[str] = field(default_factory=list)
+    kubeconfig: str | None = None
+    node: NodeConfig = field(default_factory=NodeConfig)
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0
+    healthz_bind_address: str = "0.0.0.0:10256"
+    metrics_bind_address: str = "127.0.0.1:10249"
+    file_poll_interval: float = 1.0
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _ignored(obj: dict) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return "service.kubernetes.io/service-proxy-name" in labels or "service.kubernetes.io/headless" in labels
+
+
+def local_addresses() -> list[str]:
+    """The addresses on this namespace's interfaces (for --nodeport-addresses)."""
+    res = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=False)
+    try:
+        links = json.loads(res.stdout or "[]")
+    except ValueError:
+        return []
+    return [a["local"] for link in links for a in link.get("addr_info", []) if a.get("local")]
+
+
+class ProxyDaemon:
+    def __init__(self, opts: DaemonOptions) -> None:
+        self.opts = opts
+        node = opts.node
+        if node.nodeport_addresses:
+            node.local_addresses = local_addresses()
+        self.ipt = IPTables(ipv6=node.is_ipv6)
+        node.random_fully = self.ipt.has_random_fully()
+        self.metrics = ProxyMetrics()
+        self.health = ProxierHealth(2 * opts.sync_period)
+        self.service_health = ServiceHealthServers(self.health)
+        self.proxier = IptablesProxier(node, self.ipt, self.metrics, self.health, self.service_health,
+                                       Conntrack(ipv6=node.is_ipv6), sync_period=opts.sync_period)
+        # iptables mode: event-driven syncs; the canary monitor (every sync period) catches
+        # flushes. maxInterval is upstream's arbitrary hour.
+        self.runner = BoundedFrequencyRunner("sync-runner", self.proxier.sync, opts.min_sync_period, 3600.0)
+        self.proxier.retry = self.runner.retry_after
+        self.source = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._sites: list[web.AppRunner] = []
+
+    # --- events ---
+
+    def _changed(self) -> None:
+        self.health.queued_update()
+        self.metrics.last_queued_timestamp.labels(self.proxier.family_label).set_to_current_time()
+        if self.proxier.state.initialized:
+            self.runner.run()
+
+    def _on_service(self, obj: dict, deleted: bool = False) -> None:
+        self.proxier.state.on_service(obj, deleted=deleted or _ignored(obj))
+        self.metrics.service_changes.inc()
+        self._changed()
+
+    def _on_slice(self, obj: dict, deleted: bool = False) -> None:
+        self.proxier.state.on_endpoint_slice(obj, deleted=deleted or _ignored(obj))
+        self.metrics.endpoint_changes.inc()
+        self._changed()
+
+    def _on_node(self, obj: dict, deleted: bool = False) -> None:
+        if (obj.get("metadata") or {}).get("name") != self.opts.node.node_name:
+            return
+        meta = obj.get("metadata") or {}
+        self.health.node_eligible = not deleted and not meta.get("deletionTimestamp")
+        self.proxier.state.on_node(obj, deleted=deleted)
+        if self.proxier.state.has_changes:
+            self._changed()
+
+    def _make_source(self):
+        if self.opts.files:
+            return FileSource(self.opts.files)
+        from svcnet.client.informer import InformerSource
+
+        src = InformerSource.from_kubeconfig(self.opts.kubeconfig)
+        src.watch("services", label_selector=PROXY_LABEL_SELECTOR)
+        src.watch("endpointslices", label_selector=PROXY_LABEL_SELECTOR)
+        src.watch("nodes", field_selector=f"metadata.name={self.opts.node.node_name}")
+        return src
+
+    # --- servers ---
+
+    async def _serve(self, app: web.Application, address: str) -> None:
+        host, port = split_host_port(address)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        self._sites.append(runner)
+        log.info("serving %s on %s", ", ".join(sorted({r.resource.canonical for r in app.router.routes()})),
+                 address)
+
+    def _metrics_app(self) -> web.Application:
+        async def metrics(_req: web.Request) -> web.Response:
+            body = generate_latest(self.metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        return app
+
+    # --- loops ---
+
+    async def _canary_loop(self) -> None:
+        interval = max(self.opts.sync_period, CANARY_CHECK_MIN)
+        while True:
+            await asyncio.sleep(interval)
+            present = await asyncio.to_thread(self.proxier.canary_present)
+            if not present:
+                log.warning("iptables canary chain is gone (tables flushed?): forcing a full resync")
+                await asyncio.to_thread(self.proxier.ensure_canary)
+                self.proxier.force_full_sync()
+                self.runner.run()
+
+    async def _file_poll_loop(self) -> None:
+        def stamp() -> tuple:
+            out = []
+            for p in self.opts.files:
+                try:
+                    st = os.stat(p)
+                    out.append((st.st_mtime_ns, st.st_size))
+                except OSError:
+                    out.append(None)
+            return tuple(out)
+
+        last = stamp()
+        while True:
+            await asyncio.sleep(self.opts.file_poll_interval)
+            now = stamp()
+            if now == last:
+                continue
+            last = now
+            try:
+                added, updated, deleted = await self.source.reload()
+                log.info("objects files changed: %d added, %d updated, %d deleted", added, updated, deleted)
+            except ObjectsFileError as e:
+                log.error("not reloading objects: %s", e)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await asyncio.to_thread(self.proxier.set_route_localnet)
+        await asyncio.to_thread(self.proxier.ensure_canary)
+        await self._serve(self.health.app(), self.opts.healthz_bind_address)
+        if self.opts.metrics_bind_address:
+            await self._serve(self._metrics_app(), self.opts.metrics_bind_address)
+        self.source = self._make_source()
+        src = self.source
+        src.add_handler("services", on_add=self._on_service, on_update=lambda _o, n: self._on_service(n),
+                        on_delete=lambda o: self._on_service(o, deleted=True))
+        src.add_handler("endpointslices", on_add=self._on_slice, on_update=lambda _o, n: self._on_slice(n),
+                        on_delete=lambda o: self._on_slice(o, deleted=True))
+        src.add_handler("nodes", on_add=self._on_node, on_update=lambda _o, n: self._on_node(n),
+                        on_delete=lambda o: self._on_node(o, deleted=True))
+        try:
+            await src.start()
+        except ObjectsFileError as e:
+            log.error("%s", e)
+            return 2
+        await src.wait_synced()
+        state = self.proxier.state
+        state.services_synced = state.slices_synced = True
+        self.runner.start()
+        self.runner.run()
+        self._tasks.append(loop.create_task(self._canary_loop()))
+        if self.opts.files:
+            self._tasks.append(loop.create_task(self._file_poll_loop()))
+        await self._stop.wait()
+        log.info("stopping; iptables rules are left in place")
+        for t in self._tasks:
+            t.cancel()
+        await self.runner.stop()
+        await src.stop()
+        await self.service_health.close()
+        for r in self._sites:
+            await r.cleanup()
+        return 0
+
+
+def run(opts: DaemonOptions) -> int:
+    return asyncio.run(ProxyDaemon(opts).run())
+
+
+def cleanup(mode: str) -> int:
+    """Remove the iptables state of the proxy, for both IP families."""
+    ok = True
+    for ipv6 in (False, True):
+        try:
+            ipt = IPTables(ipv6=ipv6)
+        except FileNotFoundError as e:
+            log.warning("%s", e)
+            continue
+        ok = cleanup_iptables(ipt) and ok
+    if mode not in ("iptables",):
+        log.warning("cleanup for mode %s: only iptables state exists in this version", mode)
+    return 0 if ok else 1

@@ -1,0 +1,172 @@
+"""The iptables proxier: one sync = take changes, render, restore, then conntrack and health.
+
+Follows upstream's syncProxyRules around the renderer: the first sync (and any sync after a
+failure, a canary loss or a topology change) is full and re-ensures the jump rules from the
+built-in chains; later syncs are partial (KEP-3453) and only rewrite the chains of services
+that changed. Stale service chains found in the nat table are deleted. A failed restore is
+logged with the offending line, counted, and followed by a full resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from svcnet.proxy import iptables as render_mod
+from svcnet.proxy.apply.iptables import IPTables, RestoreError
+from svcnet.proxy.config import NodeConfig
+from svcnet.proxy.conntrack import Conntrack
+from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
+from svcnet.proxy.metrics import ProxyMetrics
+from svcnet.proxy.state import ProxyState
+
+log = logging.getLogger("svcnet.proxy")
+
+CANARY_TABLES = ("mangle", "nat", "filter")
+
+
+class IptablesProxier:
+    def __init__(self, node: NodeConfig, ipt: IPTables, metrics: ProxyMetrics, health: ProxierHealth,
+                 service_health: ServiceHealthServers | None = None, conntrack: Conntrack | None = None,
+                 sync_period: float = 30.0) -> None:
+        self.node = node
+        self.ipt = ipt
+        self.metrics = metrics
+        self.health = health
+        self.service_health = service_health
+        self.conntrack = conntrack
+        self.sync_period = sync_period
+        self.state = ProxyState(node.family, node.node_name)
+        self.need_full_sync = True
+        self.last_cleanup = 0.0
+        self.last_restore_text = ""
+        self.last_sync_full = False
+        self.retry: callable | None = None  # set by the daemon: schedule a retry
+        self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
+        self._lock = asyncio.Lock()
+
+    # --- jump rules, canary ---
+
+    def ensure_base_rules(self) -> None:
+        for jump in (*render_mod.JUMP_CHAINS, *render_mod.KUBELET_JUMP_CHAINS):
+            self.ipt.ensure_chain(jump.table, jump.dst_chain)
+            self.ipt.ensure_rule(jump.table, jump.src_chain, jump.rule_args(), prepend=True)
+
+    def ensure_canary(self) -> None:
+        for table in CANARY_TABLES:
+            self.ipt.ensure_chain(table, render_mod.KUBE_PROXY_CANARY)
+
+    def canary_present(self) -> bool:
+        return all(self.ipt.chain_exists(t, render_mod.KUBE_PROXY_CANARY) for t in CANARY_TABLES)
+
+    def force_full_sync(self) -> None:
+        self.need_full_sync = True
+
+    def set_route_localnet(self) -> None:
+        if self.node.is_ipv6 or not self.node.effective_localhost_nodeports():
+            return
+        log.info("Setting route_localnet=1 to allow node-ports on localhost; to change this either "
+                 "disable --localhost-nodeports or set --nodeport-addresses to filter loopback addresses")
+        try:
+            with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
+                f.write("1")
+        except OSError as e:
+            log.error("cannot set route_localnet: %s", e)
+
+    # --- sync ---
+
+    async def sync(self) -> None:
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        if not self.state.initialized:
+            log.info("Not syncing iptables until Services and Endpoints have been received")
+            return
+        start = time.monotonic()
+        changes = self.state.take_changes()
+        full = self.need_full_sync or changes.topology_changed
+        if changes.topology_changed:
+            self.node.node_labels = dict(self.state.node_labels)
+        try:
+            if full:
+                await asyncio.to_thread(self.ensure_base_rules)
+            existing = None
+            total_eps = sum(len(v) for v in self.state.endpoints_map.values())
+            large = total_eps > render_mod.LARGE_CLUSTER_ENDPOINTS_THRESHOLD
+            if not large or time.monotonic() - self.last_cleanup > self.sync_period:
+                try:
+                    existing = await asyncio.to_thread(self.ipt.chains, "nat")
+                    self.last_cleanup = time.monotonic()
+                except RuntimeError as e:
+                    log.error("Failed to execute iptables-save: stale chains will not be deleted: %s", e)
+            result = render_mod.render(self.state.svc_port_map, self.state.endpoints_map, self.node,
+                                       changed=None if full else changes.updated_services,
+                                       existing_nat_chains=existing)
+            self.last_restore_text = result.text
+            self.last_sync_full = full
+            await asyncio.to_thread(self.ipt.restore_all, result.text)
+        except RestoreError as e:
+            log.error("Failed to execute iptables-restore (%s sync): %s\n%s", "full" if full else "partial",
+                      e, "\n".join(e.context))
+            self._failed(full)
+            return
+        except Exception:
+            log.exception("iptables sync failed")
+            self._failed(full)
+            return
+        self.need_full_sync = False
+        elapsed = time.monotonic() - start
+        fam = self.family_label
+        self.metrics.sync_duration.labels(fam).observe(elapsed)
+        kind = self.metrics.sync_full_duration if full else self.metrics.sync_partial_duration
+        kind.labels(fam).observe(elapsed)
+        self.metrics.iptables_total.labels("filter", fam).set(result.filter_rules)
+        self.metrics.iptables_last.labels("filter", fam).set(result.filter_rules)
+        self.metrics.iptables_total.labels("nat", fam).set(result.nat_rules_total)
+        self.metrics.iptables_last.labels("nat", fam).set(result.nat_rules)
+        self.metrics.no_local_endpoints.labels("internal", fam).set(result.no_local_endpoints_internal)
+        self.metrics.no_local_endpoints.labels("external", fam).set(result.no_local_endpoints_external)
+        now = time.time()
+        for trigger in changes.trigger_times:
+            self.metrics.network_programming.labels(fam).observe(max(now - trigger, 0))
+        self.metrics.last_timestamp.labels(fam).set(now)
+        self.health.updated()
+        log.info("synced iptables (%s): %d services, %d bytes, %.3fs", "full" if full else "partial",
+                 len(self.state.svc_port_map), len(result.text), elapsed)
+        if self.service_health is not None:
+            await self.service_health.sync_services(self.state.health_check_node_ports())
+            self.service_health.sync_endpoints(self.state.local_ready_endpoints())
+        if self.conntrack is not None:
+            await asyncio.to_thread(self.conntrack.clean_stale_entries, changes)
+
+    def _failed(self, full: bool) -> None:
+        # The change sets are consumed, so only a full sync can restore a consistent state.
+        self.need_full_sync = True
+        self.metrics.restore_failures.labels(self.family_label).inc()
+        if not full:
+            self.metrics.partial_restore_failures.labels(self.family_label).inc()
+        if self.retry is not None:
+            self.retry(self.sync_period)
+
+
+def cleanup_iptables(ipt: IPTables) -> bool:
+    """Remove every rule and chain kube-proxy's iptables mode created (`--cleanup`)."""
+    ok = True
+    for jump in (*render_mod.JUMP_CHAINS, *render_mod.KUBELET_JUMP_CHAINS):
+        ipt.delete_rule(jump.table, jump.src_chain, jump.rule_args())
+    for table in ("nat", "filter", "mangle"):
+        try:
+            chains = ipt.chains(table)
+        except RuntimeError as e:
+            log.error("%s", e)
+            ok = False
+            continue
+        ours = [c for c in chains if c.startswith("KUBE-")]
+        # flush everything first so no chain is still referenced when deleted
+        for chain in ours:
+            ipt._run([ipt.iptables, "-w", "5", "-t", table, "-F", chain])
+        for chain in ours:
+            ipt._run([ipt.iptables, "-w", "5", "-t", table, "-X", chain])
+    return ok
