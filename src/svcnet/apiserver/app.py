@@ -29,6 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WATCH_CACHE_KEY = web.AppKey("svcnet.watch_cache", WatchCache)
 REGISTRY_KEY = web.AppKey("svcnet.registry", Registry)
+MAX_BODY_KEY = web.AppKey("svcnet.max_body", int)
 
 
 @web.middleware
@@ -45,7 +46,7 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
             return status_response(errors.method_not_allowed(
                 "the server does not allow this method on the requested resource"))
         if exc.status == 413:
-            return status_response(errors.request_entity_too_large(request.app["svcnet.max_body"]))
+            return status_response(errors.request_entity_too_large(request.app[MAX_BODY_KEY]))
         if exc.status < 400:
             raise
         return status_response(StatusError(exc.status, exc.reason.replace(" ", ""), exc.reason))
@@ -71,7 +72,7 @@ def build_app(store: Store, options: ApiServerOptions, middlewares: Sequence = (
         # Bodies are read and capped by the handlers (413 as a Status); this is only a backstop.
         client_max_size=options.max_body_bytes + 64 * 1024,
     )
-    app["svcnet.max_body"] = options.max_body_bytes
+    app[MAX_BODY_KEY] = options.max_body_bytes
     cache = WatchCache(store, options.watch_cache_size, options.watcher_queue_limit)
     registry = Registry(store, cache, options.wait_for_revision_seconds)
     lister = Lister(store, cache, options.wait_for_revision_seconds)

@@ -108,7 +108,7 @@ def decode_continue(token: str, resource: Resource) -> tuple[str, int]:
         raise bad("encoded start key is malformed")
     rel = start[:-1]
     # Like upstream, refuse keys that would walk out of the resource's key space.
-    if rel.startswith("/") or (rel and posixpath.normpath(rel) != rel) or "\x00" in rel:
+    if rel.startswith("/") or ".." in rel.split("/") or (rel and posixpath.normpath(rel) != rel) or "\x00" in rel:
         raise bad(rel)
     return resource.storage_prefix + rel, rev
 
