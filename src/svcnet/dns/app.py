@@ -48,6 +48,7 @@ class DnsService:
         self.server = DnsServer(self.index, self.zone_options, opts,
                                 DnsMetrics(server_label(opts.host, opts.port)))
         await self.server.start()
+        self.server.metrics.server = server_label(opts.host, self.server.port)  # port 0 is now known
         if self.metrics_listen is not None:
             app = build_http_app(self.server.metrics, lambda: self.index.synced)
             self._runner = web.AppRunner(app, access_log=None)

@@ -52,7 +52,7 @@ class DnsServer:
         self.options = options
         self.forwarder = Forwarder(list(options.upstreams)) if options.upstreams else None
         self.lookup = ZoneLookup(index, zone_options,
-                                 upstream=self.forwarder.lookup if self.forwarder else None)
+                                 upstream=self.forwarder.lookup if self.forwarder is not None else None)
         self.metrics = metrics or DnsMetrics("dns://")
         if self.forwarder is not None:
             fw = self.forwarder
