@@ -277,6 +277,8 @@ class ZoneLookup:
                 continue
             found = True
             for ip in svc.cluster_ips:
+                if not ip:  # no address allocated yet: nothing to answer (CoreDNS would CNAME to ".")
+                    continue
                 out.append(Entry(ip, ttl, p.port, (_enc(svc_labels), ZONE)))
         return (out, False) if found else (None, True)
 

@@ -29,6 +29,7 @@ class ThreadedDns:
         metrics: bool = False,
         source: object = None,
         host: str = "127.0.0.1",
+        source_factory: Any = None,
         **zone_options: Any,
     ) -> None:
         labels = tuple(tuple(z.rstrip(".").lower().split(".")) for z in zones)
@@ -38,6 +39,7 @@ class ThreadedDns:
         )
         self.objects = objects
         self.source = source
+        self.source_factory = source_factory  # called on the server's loop (informers bind to it)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="svcnet-dns-test", daemon=True)
 
@@ -63,6 +65,9 @@ class ThreadedDns:
         self.source = source
 
         async def go() -> None:
+            nonlocal source
+            if self.source_factory is not None:
+                source = self.source = self.source_factory()
             await self.service.start(source)
             if source is not None:
                 await source.wait_synced()  # type: ignore[attr-defined]
