@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from svcnet.netfilter.addr import LocalAddresses
-from svcnet.netfilter.iptables import parse_iptables
+from svcnet.netfilter.iptables_lazy import load_iptables
 from svcnet.netfilter.kube_jumps import add_kube_proxy_jumps
 from svcnet.netfilter.trace import Packet, TraceResult, trace_packet
 from svcnet.netfilter.trace_iptables import IptablesEngine
@@ -27,10 +28,22 @@ class Node:
 def trace_text(mode: str, text: str, packet: Packet, node: Node) -> TraceResult:
     """Parse `text` (iptables-save/restore or nft) and trace `packet` through it.
     Raises RuleParseError for a malformed rule set and TraceError for a jump cycle."""
+    # Reading a large rule set allocates tens of thousands of small acyclic objects; letting
+    # the cyclic collector walk the caller's heap each time costs more than the reading itself.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _trace_text(mode, text, packet, node)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _trace_text(mode: str, text: str, packet: Packet, node: Node) -> TraceResult:
     local = node.local
     primary = node.node_ips[0] if node.node_ips else None
     if mode == "iptables":
-        ruleset = parse_iptables(text)
+        ruleset = load_iptables(text)
         added = add_kube_proxy_jumps(ruleset)
         notes = (
             [

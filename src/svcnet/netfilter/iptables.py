@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 from svcnet.netfilter.addr import Net, parse_addr, parse_net
@@ -171,31 +172,129 @@ class Match:
     text: str
 
 
-@dataclass(slots=True)
 class Rule:
-    table: str
-    chain: str
-    line_no: int
-    text: str  # the rule as written, e.g. `-A KUBE-SERVICES -m comment ... -j KUBE-SVC-X`
-    matches: list[Match] = field(default_factory=list)
-    target: str | None = None
-    goto: bool = False
-    target_opts: dict[str, object] = field(default_factory=dict)
-    comment: str | None = None
+    """One `-A` rule. A rule read lazily from a large dump is parsed on first use (`parsed`
+    False until then) and finds its line number only when asked."""
+
+    __slots__ = (
+        "_line_no",
+        "_lines",
+        "_pos",
+        "chain",
+        "comment",
+        "dst_hint",
+        "goto",
+        "matches",
+        "parsed",
+        "table",
+        "target",
+        "target_opts",
+        "text",
+    )
+
+    def __init__(
+        self,
+        table: str,
+        chain: str,
+        line_no: int | None,
+        text: str,
+        *,
+        pos: int = -1,
+        lines: LineIndex | None = None,
+        parsed: bool = True,
+    ) -> None:
+        self.table = table
+        self.chain = chain
+        self.text = text  # the rule as written, e.g. `-A KUBE-SERVICES -m comment ... -j KUBE-SVC-X`
+        self.matches: list[Match] = []
+        self.target: str | None = None
+        self.goto = False
+        self.target_opts: dict[str, object] = {}
+        self.comment: str | None = None
+        self.parsed = parsed
+        self.dst_hint: str | None = None  # the rule's plain `-d IP`, to skip it without parsing
+        self._line_no = line_no
+        self._pos = pos
+        self._lines = lines
+
+    @property
+    def line_no(self) -> int:
+        if self._line_no is None:
+            assert self._lines is not None
+            self._line_no = self._lines.line_of(self._pos)
+        return self._line_no
+
+    def ensure_parsed(self) -> None:
+        if self.parsed:
+            return
+        try:
+            words = tokenize(self.text)
+        except ValueError as exc:
+            raise RuleParseError(self.line_no, self.text, str(exc)) from None
+        _parse_rule_spec(self, words[2:], self.line_no, self.text)
+        self.parsed = True
+
+    def __repr__(self) -> str:
+        return f"Rule({self.table} line {self.line_no}: {self.text})"
 
 
-@dataclass(slots=True)
+class LineIndex:
+    """Line numbers of offsets in a large text without counting from the start every time."""
+
+    _BLOCK = 1 << 18
+
+    def __init__(self, text: str, first: int = 1) -> None:
+        self.text = text
+        self.starts = [first]
+        for base in range(0, len(text), self._BLOCK):
+            self.starts.append(self.starts[-1] + text.count("\n", base, base + self._BLOCK))
+
+    def line_of(self, pos: int) -> int:
+        block = pos // self._BLOCK
+        return self.starts[block] + self.text.count("\n", block * self._BLOCK, pos)
+
+
 class Chain:
-    name: str
-    policy: str | None  # ACCEPT/DROP for built-in chains, None for user chains
-    rules: list[Rule] = field(default_factory=list)
-    line_no: int = 0
+    """A chain and its rules; a chain of a large dump reads its rules when first walked."""
+
+    __slots__ = ("_line_no", "_loader", "_rules", "name", "policy")
+
+    def __init__(
+        self,
+        name: str,
+        policy: str | None,
+        rules: list[Rule] | None = None,
+        line_no: int = 0,
+        loader: Callable[[Chain], list[Rule]] | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy  # ACCEPT/DROP for built-in chains, None for user chains
+        self._rules = rules if rules is not None or loader else []
+        self._loader = loader
+        self._line_no: int | Callable[[], int] = line_no
+
+    @property
+    def rules(self) -> list[Rule]:
+        if self._rules is None:
+            assert self._loader is not None
+            self._rules = self._loader(self)
+        return self._rules
+
+    @property
+    def line_no(self) -> int:
+        if callable(self._line_no):
+            self._line_no = self._line_no()
+        return self._line_no
+
+    @line_no.setter
+    def line_no(self, value: int) -> None:
+        self._line_no = value
 
 
 @dataclass(slots=True)
 class Table:
     name: str
-    chains: dict[str, Chain] = field(default_factory=dict)
+    chains: MutableMapping[str, Chain] = field(default_factory=dict)
 
 
 @dataclass

@@ -81,6 +81,7 @@ class Flow:
     iif: str | None = None
     oif: str | None = None
     steps: list[Step] = field(default_factory=list)
+    dst_text: str = ""  # the destination as text, for rules read lazily (see iptables_lazy)
 
     def fork(self, factor: float) -> Flow:
         twin = Flow(
@@ -162,7 +163,7 @@ def trace_packet(engine: Engine, packet: Packet, local: LocalAddresses) -> Trace
     from_node = packet.from_node or local.is_local(src)
     if from_node and not packet.from_node:
         notes.append(f"{packet.src} is a node address: traced as sent from the node (nat OUTPUT)")
-    start = Flow(src, dst, packet.proto, packet.sport, packet.dport, from_node)
+    start = Flow(src, dst, packet.proto, packet.sport, packet.dport, from_node, dst_text=format_addr(dst))
     flows = _walk(engine, start, local)
     notes.extend(getattr(engine, "notes", []))
     return _fold(packet, flows, notes)

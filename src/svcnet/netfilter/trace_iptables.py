@@ -9,8 +9,8 @@ rest, so every endpoint a connection can reach is found with the chance of reach
 from __future__ import annotations
 
 from svcnet.netfilter.addr import LocalAddresses, format_addr, format_net, net_contains, parse_addr
-from svcnet.netfilter.errors import TraceError
-from svcnet.netfilter.iptables import IptablesRuleset, Match, Rule
+from svcnet.netfilter.errors import RuleParseError, TraceError
+from svcnet.netfilter.iptables import EXTENSION_TARGETS, IptablesRuleset, Match, Rule
 from svcnet.netfilter.trace import MAX_JUMP_DEPTH, Flow, addr_type
 
 # Tables registered on each hook, in priority order (raw -300, mangle -150, nat -100 / 100,
@@ -183,6 +183,8 @@ class IptablesEngine:
                 else:
                     conts.append(g)
             return done, conts
+        if target not in EXTENSION_TARGETS:
+            raise RuleParseError(rule.line_no, rule.text, f"jump to a chain that does not exist: {target}")
         # An extension target that does not decide the packet's fate (LOG, CONNMARK, ...).
         if target not in _NON_TERMINAL_NOTED:
             self._note(f"target {target} is not modelled; treated as continuing")
@@ -203,6 +205,7 @@ class IptablesEngine:
         addr = parse_addr(to[0])
         port = to[1] if to[1] is not None else f.dport
         f.dst, f.dport = addr, port
+        f.dst_text = format_addr(addr)
         f.dnat = (addr, port)
 
     def _note(self, text: str) -> None:
@@ -211,6 +214,10 @@ class IptablesEngine:
 
     # --- matches ------------------------------------------------------------------------
     def _match(self, rule: Rule, f: Flow) -> tuple[float, list[str]] | bool:
+        if rule.dst_hint is not None and rule.dst_hint != f.dst_text:
+            return False
+        if not rule.parsed:
+            rule.ensure_parsed()
         probability = 1.0
         notes: list[str] = []
         for m in rule.matches:
