@@ -26,8 +26,16 @@ class Api:
     store: SqliteStore
     url: str
 
-    async def call(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
-                   raw: bytes | None = None, **kwargs: Any) -> tuple[int, Any, Any]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        raw: bytes | None = None,
+        **kwargs: Any,
+    ) -> tuple[int, Any, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {"Content-Type": content_type} if data is not None else {}
         resp = await self.client.request(method, path, data=data, headers=headers, **kwargs)

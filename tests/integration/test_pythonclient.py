@@ -23,11 +23,16 @@ def core_api(url: str) -> client.CoreV1Api:
     return client.CoreV1Api(client.ApiClient(config))
 
 
-def v1_service(name: str, labels: dict[str, str] | None = None, svc_type: str = "ClusterIP") -> client.V1Service:
+def v1_service(
+    name: str, labels: dict[str, str] | None = None, svc_type: str = "ClusterIP"
+) -> client.V1Service:
     return client.V1Service(
         metadata=client.V1ObjectMeta(name=name, labels=labels),
-        spec=client.V1ServiceSpec(type=svc_type, selector={"app": name},
-                                  ports=[client.V1ServicePort(name="http", port=80, target_port=8080)]),
+        spec=client.V1ServiceSpec(
+            type=svc_type,
+            selector={"app": name},
+            ports=[client.V1ServicePort(name="http", port=80, target_port=8080)],
+        ),
     )
 
 
@@ -48,8 +53,10 @@ async def test_service_crud_with_official_client(api: Api) -> None:
 
         # A dict body is sent as a strategic merge patch: ports merge by port number.
         patched = core.patch_namespaced_service(
-            "pyweb", "default", {"metadata": {"labels": {"patched": "yes"}},
-                                 "spec": {"ports": [{"name": "https", "port": 443}]}})
+            "pyweb",
+            "default",
+            {"metadata": {"labels": {"patched": "yes"}}, "spec": {"ports": [{"name": "https", "port": 443}]}},
+        )
         assert patched.metadata.labels == {"tier": "web", "patched": "yes"}
         assert sorted(p.port for p in patched.spec.ports) == [80, 443]
 
@@ -88,7 +95,10 @@ async def test_pod_crud_and_selectors_with_official_client(api: Api) -> None:
             return sorted(i.metadata.name for i in items.items)
 
         assert names(core.list_namespaced_pod("default", label_selector="app=x")) == ["pa", "pc"]
-        assert names(core.list_namespaced_pod("default", label_selector="app in (x,y),!canary")) == ["pa", "pb"]
+        assert names(core.list_namespaced_pod("default", label_selector="app in (x,y),!canary")) == [
+            "pa",
+            "pb",
+        ]
         assert names(core.list_namespaced_pod("default", label_selector="app!=x")) == ["pb"]
         assert names(core.list_namespaced_pod("default", field_selector="spec.nodeName=node-b")) == ["pb"]
         assert names(core.list_pod_for_all_namespaces(field_selector="metadata.name=pc")) == ["pc"]
@@ -131,15 +141,22 @@ async def test_watch_stream_sees_added_modified_deleted_in_order(api: Api) -> No
         created = core.create_namespaced_service("default", v1_service("watched"))
         modified = core.patch_namespaced_service("watched", "default", {"metadata": {"labels": {"m": "1"}}})
         core.delete_namespaced_service("watched", "default")
-        return [first.metadata.resource_version, created.metadata.resource_version,
-                modified.metadata.resource_version]
+        return [
+            first.metadata.resource_version,
+            created.metadata.resource_version,
+            modified.metadata.resource_version,
+        ]
 
     thread = threading.Thread(target=watcher, daemon=True)
     thread.start()
     rvs = await asyncio.to_thread(writer)
     got = [await asyncio.to_thread(events.get, True, 10) for _ in range(3)]
     await asyncio.to_thread(thread.join, 10)
-    assert [(t, n) for t, n, _ in got] == [("ADDED", "watched"), ("MODIFIED", "watched"), ("DELETED", "watched")]
+    assert [(t, n) for t, n, _ in got] == [
+        ("ADDED", "watched"),
+        ("MODIFIED", "watched"),
+        ("DELETED", "watched"),
+    ]
     assert [rv for _, _, rv in got[:2]] == rvs[1:]
     assert int(got[2][2]) > int(rvs[2])
 

@@ -118,8 +118,11 @@ async def test_name_or_generate_name_required(api: Api) -> None:
     body["metadata"] = {}
     status, reply, _ = await api.call("POST", SVC.format(ns="default"), body)
     assert status == 422 and reply["reason"] == "Invalid"
-    assert {"reason": "FieldValueRequired", "message": "Required value: name or generateName is required",
-            "field": "metadata.name"} in reply["details"]["causes"]
+    assert {
+        "reason": "FieldValueRequired",
+        "message": "Required value: name or generateName is required",
+        "field": "metadata.name",
+    } in reply["details"]["causes"]
 
 
 async def test_pagination_is_one_snapshot_while_writes_happen(api: Api) -> None:
@@ -172,18 +175,27 @@ async def test_expired_continue_token_is_410(api: Api) -> None:
     assert body["message"].startswith("The provided continue parameter is too old")
 
 
-@pytest.mark.parametrize("query, fragment", [
-    ("limit=abc", 'strconv.ParseInt: parsing "abc": invalid syntax'),
-    ("limit=99999999999999999999", "value out of range"),
-    ("continue=not-base64!!", "continue key is not valid"),
-    ("continue=" + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":0,"start":"a\\u0000"}').decode(),
-     "incorrect encoded start resourceVersion"),
-    ("continue=" + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":3,"start":"../x\\u0000"}').decode(),
-     "continue key is not valid"),
-    ("resourceVersion=abc", "invalid resourceVersion"),
-    ("labelSelector=a%20in%20(", ""),
-    ("fieldSelector=spec.bogus%3D1", "field label not supported: spec.bogus"),
-])
+@pytest.mark.parametrize(
+    "query, fragment",
+    [
+        ("limit=abc", 'strconv.ParseInt: parsing "abc": invalid syntax'),
+        ("limit=99999999999999999999", "value out of range"),
+        ("continue=not-base64!!", "continue key is not valid"),
+        (
+            "continue="
+            + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":0,"start":"a\\u0000"}').decode(),
+            "incorrect encoded start resourceVersion",
+        ),
+        (
+            "continue="
+            + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":3,"start":"../x\\u0000"}').decode(),
+            "continue key is not valid",
+        ),
+        ("resourceVersion=abc", "invalid resourceVersion"),
+        ("labelSelector=a%20in%20(", ""),
+        ("fieldSelector=spec.bogus%3D1", "field label not supported: spec.bogus"),
+    ],
+)
 async def test_bad_list_queries_are_400(api: Api, query: str, fragment: str) -> None:
     status, body, _ = await api.call("GET", SVC.format(ns="default") + "?" + query)
     assert status == 400, body
@@ -235,8 +247,9 @@ async def test_graceful_pod_deletion(api: Api) -> None:
     # A shorter grace period shortens it; zero (what the node agent sends) removes the pod.
     shorter = await api.ok("DELETE", base + "/scheduled?gracePeriodSeconds=5")
     assert shorter["metadata"]["deletionGracePeriodSeconds"] == 5
-    await api.ok("DELETE", base + "/scheduled", {"kind": "DeleteOptions", "apiVersion": "v1",
-                                                  "gracePeriodSeconds": 0})
+    await api.ok(
+        "DELETE", base + "/scheduled", {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+    )
     assert (await api.call("GET", base + "/scheduled"))[0] == 404
 
     await api.ok("POST", base, pod("unscheduled"))
@@ -257,8 +270,12 @@ async def test_finalizers_hold_deletion_until_removed(api: Api) -> None:
     assert status == 422
     assert reply["details"]["causes"][0]["field"] == "metadata.finalizers"
     assert "no new finalizers can be added if the object is being deleted" in reply["message"]
-    await api.ok("PATCH", base + "/fin", {"metadata": {"finalizers": None}},
-                 content_type="application/merge-patch+json")
+    await api.ok(
+        "PATCH",
+        base + "/fin",
+        {"metadata": {"finalizers": None}},
+        content_type="application/merge-patch+json",
+    )
     assert (await api.call("GET", base + "/fin"))[0] == 404
 
 
@@ -267,8 +284,10 @@ async def test_delete_preconditions(api: Api) -> None:
     created = await api.ok("POST", base, service("pre"))
     status, body, _ = await api.call("DELETE", base + "/pre", {"preconditions": {"uid": "other"}})
     assert status == 409
-    assert body["message"] == (f'Operation cannot be fulfilled on services "pre": Precondition failed: '
-                               f'UID in precondition: other, UID in object meta: {created["metadata"]["uid"]}')
+    assert body["message"] == (
+        f'Operation cannot be fulfilled on services "pre": Precondition failed: '
+        f"UID in precondition: other, UID in object meta: {created['metadata']['uid']}"
+    )
     status, body, _ = await api.call("DELETE", base + "/pre", {"preconditions": {"resourceVersion": "1"}})
     assert status == 409
     await api.ok("DELETE", base + "/pre", {"preconditions": {"uid": created["metadata"]["uid"]}})
@@ -278,8 +297,13 @@ async def test_delete_status_reply_for_other_kinds(api: Api) -> None:
     ep = {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "e"}, "subsets": []}
     created = await api.ok("POST", "/api/v1/namespaces/default/endpoints", ep)
     reply = await api.ok("DELETE", "/api/v1/namespaces/default/endpoints/e")
-    assert reply == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                     "details": {"name": "e", "kind": "endpoints", "uid": created["metadata"]["uid"]}}
+    assert reply == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": "e", "kind": "endpoints", "uid": created["metadata"]["uid"]},
+    }
 
 
 async def test_dry_run_does_not_persist(api: Api) -> None:
@@ -336,18 +360,30 @@ async def test_status_subresource_updates_only_status(api: Api) -> None:
     updated["status"] = {"loadBalancer": {}}
     again = await api.ok("PUT", base + "/lb", updated)
     assert [i["ip"] for i in again["status"]["loadBalancer"]["ingress"]] == ["192.0.2.10"]
-    patched = await api.ok("PATCH", base + "/lb/status",
-                           {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.11"}]}}},
-                           content_type="application/merge-patch+json")
+    patched = await api.ok(
+        "PATCH",
+        base + "/lb/status",
+        {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.11"}]}}},
+        content_type="application/merge-patch+json",
+    )
     assert [i["ip"] for i in patched["status"]["loadBalancer"]["ingress"]] == ["192.0.2.11"]
 
 
 def deployment(name: str, replicas: int = 1) -> dict:
     labels = {"app": name}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
 
 
 async def test_scale_subresource(api: Api) -> None:
@@ -361,8 +397,9 @@ async def test_scale_subresource(api: Api) -> None:
     scaled = await api.ok("PUT", base + "/web/scale", scale)
     assert scaled["spec"]["replicas"] == 5
     assert (await api.ok("GET", base + "/web"))["spec"]["replicas"] == 5
-    patched = await api.ok("PATCH", base + "/web/scale", {"spec": {"replicas": 3}},
-                           content_type="application/merge-patch+json")
+    patched = await api.ok(
+        "PATCH", base + "/web/scale", {"spec": {"replicas": 3}}, content_type="application/merge-patch+json"
+    )
     assert patched["spec"]["replicas"] == 3
     scale = await api.ok("GET", base + "/web/scale")
     scale["spec"]["replicas"] = -1
@@ -377,19 +414,35 @@ async def test_patch_types(api: Api) -> None:
     body = service("p")
     body["spec"]["ports"] = [{"name": "http", "port": 80, "protocol": "TCP"}]
     await api.ok("POST", base, body)
-    smp = await api.ok("PATCH", base + "/p", {"spec": {"ports": [{"name": "https", "port": 443}]}},
-                       content_type="application/strategic-merge-patch+json")
+    smp = await api.ok(
+        "PATCH",
+        base + "/p",
+        {"spec": {"ports": [{"name": "https", "port": 443}]}},
+        content_type="application/strategic-merge-patch+json",
+    )
     assert sorted(p["port"] for p in smp["spec"]["ports"]) == [80, 443]  # merged by port
-    merge = await api.ok("PATCH", base + "/p", {"spec": {"ports": [{"name": "only", "port": 8080}]}},
-                         content_type="application/merge-patch+json")
+    merge = await api.ok(
+        "PATCH",
+        base + "/p",
+        {"spec": {"ports": [{"name": "only", "port": 8080}]}},
+        content_type="application/merge-patch+json",
+    )
     assert [p["port"] for p in merge["spec"]["ports"]] == [8080]  # replaced
-    jp = await api.ok("PATCH", base + "/p", [{"op": "add", "path": "/metadata/labels", "value": {"j": "p"}}],
-                      content_type="application/json-patch+json")
+    jp = await api.ok(
+        "PATCH",
+        base + "/p",
+        [{"op": "add", "path": "/metadata/labels", "value": {"j": "p"}}],
+        content_type="application/json-patch+json",
+    )
     assert jp["metadata"]["labels"] == {"j": "p"}
-    status, reply, _ = await api.call("PATCH", base + "/p", {"metadata": {"resourceVersion": "1"}},
-                                      content_type="application/merge-patch+json")
-    assert status == 409
-    status, reply, _ = await api.call("PATCH", base + "/missing", {}, content_type="application/merge-patch+json")
+    status, reply, _ = await api.call(
+        "PATCH",
+        base + "/p",
+        {"metadata": {"resourceVersion": "1"}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 409 and reply["reason"] == "Conflict"
+    status, _, _ = await api.call("PATCH", base + "/missing", {}, content_type="application/merge-patch+json")
     assert status == 404
 
 
@@ -413,21 +466,45 @@ async def test_discovery(api: Api) -> None:
     assert (await api.call("GET", "/apis/nope/v1"))[0] == 404
 
 
-@pytest.mark.parametrize("raw, content_type, code, fragment", [
-    (b"{not json", "application/json", 400, "the object provided is unrecognized (must be of type Service)"),
-    (b"[1, 2]", "application/json", 400, "the object provided is unrecognized"),
-    (b"", "application/json", 400, "unexpected end of JSON input"),
-    (b'{"apiVersion": "v2", "kind": "Service", "metadata": {"name": "x"}}', "application/json", 400,
-     "the API version in the data (v2) does not match the expected API version (v1)"),
-    (b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}', "application/json", 400,
-     "cannot be handled as a Service"),
-    (b'{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "namespace": "kube-system"}}',
-     "application/json", 400, "the namespace of the provided object does not match the namespace sent on the request"),
-    (b'{"apiVersion": "v1", "kind": "Service", "metadata": "x"}', "application/json", 400,
-     "cannot be handled as a Service"),
-    (b"kind: Service\n", "text/plain", 415, "the body of the request was in an unknown format"),
-    (b"- a\n- b\n", "application/yaml", 400, "the object provided is unrecognized"),
-])
+@pytest.mark.parametrize(
+    "raw, content_type, code, fragment",
+    [
+        (
+            b"{not json",
+            "application/json",
+            400,
+            "the object provided is unrecognized (must be of type Service)",
+        ),
+        (b"[1, 2]", "application/json", 400, "the object provided is unrecognized"),
+        (b"", "application/json", 400, "unexpected end of JSON input"),
+        (
+            b'{"apiVersion": "v2", "kind": "Service", "metadata": {"name": "x"}}',
+            "application/json",
+            400,
+            "the API version in the data (v2) does not match the expected API version (v1)",
+        ),
+        (
+            b'{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}',
+            "application/json",
+            400,
+            "cannot be handled as a Service",
+        ),
+        (
+            b'{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x", "namespace": "kube-system"}}',
+            "application/json",
+            400,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ),
+        (
+            b'{"apiVersion": "v1", "kind": "Service", "metadata": "x"}',
+            "application/json",
+            400,
+            "cannot be handled as a Service",
+        ),
+        (b"kind: Service\n", "text/plain", 415, "the body of the request was in an unknown format"),
+        (b"- a\n- b\n", "application/yaml", 400, "the object provided is unrecognized"),
+    ],
+)
 async def test_bad_bodies(api: Api, raw: bytes, content_type: str, code: int, fragment: str) -> None:
     status, body, _ = await api.call("POST", SVC.format(ns="default"), raw=raw, content_type=content_type)
     assert status == code, body
@@ -437,7 +514,9 @@ async def test_bad_bodies(api: Api, raw: bytes, content_type: str, code: int, fr
 
 async def test_yaml_body_is_accepted(api: Api) -> None:
     raw = b"apiVersion: v1\nkind: Service\nmetadata:\n  name: yml\nspec:\n  ports:\n  - port: 80\n"
-    status, body, _ = await api.call("POST", SVC.format(ns="default"), raw=raw, content_type="application/yaml")
+    status, body, _ = await api.call(
+        "POST", SVC.format(ns="default"), raw=raw, content_type="application/yaml"
+    )
     assert status == 201 and body["metadata"]["name"] == "yml"
 
 
@@ -453,16 +532,22 @@ async def test_oversized_body_is_413(make_api) -> None:
 
 
 async def test_duplicate_fields(api: Api) -> None:
-    raw = b'{"apiVersion":"v1","kind":"Service","metadata":{"name":"d","name":"d"},"spec":{"ports":[{"port":80}]}}'
+    raw = (
+        b'{"apiVersion":"v1","kind":"Service","metadata":{"name":"d","name":"d"},'
+        b'"spec":{"ports":[{"port":80}]}}'
+    )
     status, body, _ = await api.call("POST", SVC.format(ns="default") + "?fieldValidation=Strict", raw=raw)
     assert status == 400
-    assert body["message"] == ('Service in version "v1" cannot be handled as a Service: strict decoding error: '
-                               'duplicate field "metadata.name"')
+    assert body["message"] == (
+        'Service in version "v1" cannot be handled as a Service: strict decoding error: '
+        'duplicate field "metadata.name"'
+    )
     status, body, headers = await api.call("POST", SVC.format(ns="default"), raw=raw)
     assert status == 201
     assert headers.getall("Warning") == ['299 - "duplicate field \\"metadata.name\\""']
-    status, body, headers = await api.call("POST", SVC.format(ns="default") + "?fieldValidation=Ignore",
-                                           raw=raw.replace(b'"d"', b'"e"'))
+    status, body, headers = await api.call(
+        "POST", SVC.format(ns="default") + "?fieldValidation=Ignore", raw=raw.replace(b'"d"', b'"e"')
+    )
     assert status == 201 and "Warning" not in headers
     status, body, _ = await api.call("POST", SVC.format(ns="default") + "?fieldValidation=Sometimes", raw=raw)
     assert status == 422
@@ -479,8 +564,9 @@ async def test_methods_and_paths(api: Api) -> None:
     assert status == 405
     status, body, _ = await api.call("PATCH", SVC.format(ns="default") + "/x", {}, content_type="text/plain")
     assert status == 415
-    status, body, _ = await api.call("PATCH", SVC.format(ns="default") + "/x", raw=b"a: b",
-                                     content_type="application/apply-patch+yaml")
+    status, body, _ = await api.call(
+        "PATCH", SVC.format(ns="default") + "/x", raw=b"a: b", content_type="application/apply-patch+yaml"
+    )
     assert status == 415 and body["reason"] == "UnsupportedMediaType"
     assert "application/apply-patch+yaml" not in body["message"]
 
@@ -516,3 +602,28 @@ async def test_list_body_is_valid_json_with_resource_version(api: Api) -> None:
     assert body["kind"] == "ServiceList" and body["apiVersion"] == "v1"
     assert int(body["metadata"]["resourceVersion"]) == await api.store.current_revision()
     assert json.loads(json.dumps(body))["items"] == []
+
+
+async def test_unknown_fields_strict_warn_ignore(api: Api) -> None:
+    base = SVC.format(ns="default")
+    body = service("uf")
+    body["spec"]["foo"] = 1
+    status, reply, _ = await api.call("POST", base + "?fieldValidation=Strict", body)
+    assert status == 400
+    assert reply["message"] == (
+        'Service in version "v1" cannot be handled as a Service: strict decoding error: '
+        'unknown field "spec.foo"'
+    )
+    status, reply, headers = await api.call("POST", base, body)
+    assert status == 201 and "foo" not in reply["spec"]
+    assert headers.getall("Warning") == ['299 - "unknown field \\"spec.foo\\""']
+    body["metadata"]["name"] = "uf2"
+    status, reply, headers = await api.call("POST", base + "?fieldValidation=Ignore", body)
+    assert status == 201 and "Warning" not in headers
+    status, reply, _ = await api.call(
+        "PATCH",
+        base + "/uf?fieldValidation=Strict",
+        {"spec": {"bar": True}},
+        content_type="application/merge-patch+json",
+    )
+    assert status == 400 and 'unknown field "spec.bar"' in reply["message"]

@@ -46,12 +46,19 @@ async def test_watch_sends_state_then_changes_in_order(api: Api) -> None:
     stream = await open_watch(api, base + "?watch=true")
     assert await stream.take(1) == [("ADDED", "w1")]
     created = await api.ok("POST", base, service("w2"))
-    modified = await api.ok("PATCH", base + "/w2", {"metadata": {"labels": {"x": "y"}}},
-                            content_type="application/merge-patch+json")
+    modified = await api.ok(
+        "PATCH",
+        base + "/w2",
+        {"metadata": {"labels": {"x": "y"}}},
+        content_type="application/merge-patch+json",
+    )
     await api.ok("DELETE", base + "/w2")
     events = [await stream.next() for _ in range(3)]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
-        ("ADDED", "w2"), ("MODIFIED", "w2"), ("DELETED", "w2")]
+        ("ADDED", "w2"),
+        ("MODIFIED", "w2"),
+        ("DELETED", "w2"),
+    ]
     assert events[0]["object"]["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     assert events[1]["object"]["metadata"]["resourceVersion"] == modified["metadata"]["resourceVersion"]
     # DELETED carries the last state at the deletion revision.
@@ -93,8 +100,14 @@ async def test_bookmarks_carry_only_resource_version(make_api) -> None:
     rv = created["metadata"]["resourceVersion"]
     stream = await open_watch(api, base + f"?watch=1&allowWatchBookmarks=true&resourceVersion={rv}")
     event = await stream.next()
-    assert event == {"type": "BOOKMARK", "object": {"kind": "Service", "apiVersion": "v1",
-                                                    "metadata": {"resourceVersion": event["object"]["metadata"]["resourceVersion"]}}}
+    assert event == {
+        "type": "BOOKMARK",
+        "object": {
+            "kind": "Service",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": event["object"]["metadata"]["resourceVersion"]},
+        },
+    }
     assert int(event["object"]["metadata"]["resourceVersion"]) >= int(rv)
     stream.resp.close()
 
@@ -119,10 +132,18 @@ async def test_selector_watch_translates_match_changes(api: Api) -> None:
     await api.ok("POST", base, service("s2", labels={"team": "b"}))
     stream = await open_watch(api, base + "?watch=1&labelSelector=team%3Da")
     assert await stream.take(1) == [("ADDED", "s1")]
-    await api.ok("PATCH", base + "/s2", {"metadata": {"labels": {"team": "a"}}},
-                 content_type="application/merge-patch+json")
-    await api.ok("PATCH", base + "/s1", {"metadata": {"labels": {"team": "c"}}},
-                 content_type="application/merge-patch+json")
+    await api.ok(
+        "PATCH",
+        base + "/s2",
+        {"metadata": {"labels": {"team": "a"}}},
+        content_type="application/merge-patch+json",
+    )
+    await api.ok(
+        "PATCH",
+        base + "/s1",
+        {"metadata": {"labels": {"team": "c"}}},
+        content_type="application/merge-patch+json",
+    )
     added, deleted = await stream.next(), await stream.next()
     assert (added["type"], added["object"]["metadata"]["name"]) == ("ADDED", "s2")
     assert (deleted["type"], deleted["object"]["metadata"]["name"]) == ("DELETED", "s1")
@@ -146,8 +167,11 @@ async def test_legacy_watch_path_for_one_name(api: Api) -> None:
 
 
 async def test_namespaced_watch_sees_only_its_namespace(api: Api) -> None:
-    await api.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                "metadata": {"name": "elsewhere"}})
+    await api.ok(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "elsewhere"}},
+    )
     stream = await open_watch(api, SVC.format(ns="elsewhere") + "?watch=1")
     all_ns = await open_watch(api, "/api/v1/services?watch=1")
     await api.ok("POST", SVC.format(ns="default"), service("here"))
@@ -161,8 +185,10 @@ async def test_namespaced_watch_sees_only_its_namespace(api: Api) -> None:
 async def test_send_initial_events_ends_with_marked_bookmark(api: Api) -> None:
     base = SVC.format(ns="default")
     await api.ok("POST", base, service("i1"))
-    stream = await open_watch(api, base + "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
-                                          "&resourceVersionMatch=NotOlderThan")
+    stream = await open_watch(
+        api,
+        base + "?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan",
+    )
     assert await stream.take(1) == [("ADDED", "i1")]
     bookmark = await stream.next()
     assert bookmark["type"] == "BOOKMARK"

@@ -43,8 +43,9 @@ async def status_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status == 404:
             return status_response(routing.not_found_status())
         if exc.status == 405:
-            return status_response(errors.method_not_allowed(
-                "the server does not allow this method on the requested resource"))
+            return status_response(
+                errors.method_not_allowed("the server does not allow this method on the requested resource")
+            )
         if exc.status == 413:
             return status_response(errors.request_entity_too_large(request.app[MAX_BODY_KEY]))
         if exc.status < 400:

@@ -155,9 +155,9 @@ def decode_object(body: bytes, content_type: str, kind: str) -> tuple[dict[str, 
         raise StatusError(
             415,
             "UnsupportedMediaType",
-            'the body of the request was in an unknown format - accepted media types include: '
-            'application/json, application/yaml, application/vnd.kubernetes.protobuf, '
-            'application/cbor',
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf, "
+            "application/cbor",
         )
     if not body.strip():
         raise errors.bad_request(
@@ -178,8 +178,8 @@ def decode_object(body: bytes, content_type: str, kind: str) -> tuple[dict[str, 
         raise errors.bad_request(
             f"the object provided is unrecognized (must be of type {kind}): couldn't get "
             f"version/kind; json parse error: json: cannot unmarshal {_go_type(value)} into Go "
-            f"value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; "
-            f"Kind string \"json:\\\"kind,omitempty\\\"\" }} ({_summary(body)})"
+            f'value of type struct {{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
+            f'Kind string "json:\\"kind,omitempty\\"" }} ({_summary(body)})'
         )
     return value, dups
 

@@ -16,6 +16,7 @@ from svcnet.api import errors
 from svcnet.api import patch as patchlib
 from svcnet.api.errors import StatusError
 from svcnet.api.resources import Resource
+from svcnet.api.selectors import go_quote
 from svcnet.apiserver import codec, discovery, hooks, routing
 from svcnet.apiserver.codec import json_response, query_bool, query_int
 from svcnet.apiserver.listing import Lister, list_body, parse_list_options
@@ -39,7 +40,8 @@ FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 def unsupported_patch_type() -> StatusError:
     # The accepted list names only what svcnet serves (server-side apply is not served yet).
     return StatusError(
-        415, "UnsupportedMediaType",
+        415,
+        "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: "
         "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
     )
@@ -62,18 +64,33 @@ class RequestContext:
         self.dry_run = bool(dry)
         mode = query.get("fieldValidation", "") or "Warn"
         if mode not in FIELD_VALIDATION:
-            raise errors.invalid(options_kind, "", [errors.not_supported(
-                "fieldValidation", mode, FIELD_VALIDATION)])
+            raise errors.invalid(
+                options_kind, "", [errors.not_supported("fieldValidation", mode, FIELD_VALIDATION)]
+            )
         self.field_validation = mode
         self.warnings: list[str] = []
 
-    def check_fields(self, api_version: str, kind: str, obj: dict[str, Any], duplicates: list[str],
-                     decode_version: str) -> None:
+    def check_fields(
+        self,
+        api_version: str,
+        kind: str,
+        obj: dict[str, Any],
+        duplicates: list[str],
+        decode_version: str,
+        raw: bytes | None = None,
+    ) -> None:
         """Unknown and duplicate fields: 400 under Strict, Warning headers under Warn."""
         if self.field_validation == "Ignore":
             return
-        problems = [f'duplicate field "{p}"' for p in duplicates]
-        problems += [f'unknown field "{p}"' for p in hooks.unknown_fields(api_version, kind, obj)]
+        problems: list[str] | None = None
+        if duplicates and raw is not None:
+            # Rare: let the schema walk the raw document, which knows where upstream's decoder
+            # looks for duplicates and reports everything in document order.
+            with contextlib.suppress(ValueError):
+                problems = hooks.strict_decoding_errors(raw, api_version, kind)
+        if problems is None:
+            problems = [f"duplicate field {go_quote(p)}" for p in duplicates]
+            problems += [f"unknown field {go_quote(p)}" for p in hooks.unknown_fields(api_version, kind, obj)]
         if not problems:
             return
         if self.field_validation == "Strict":
@@ -104,7 +121,9 @@ def decoding_guard(resource: Resource, obj: Any) -> Iterator[None]:
 
 
 class ResourceHandlers:
-    def __init__(self, options: ApiServerOptions, cache: WatchCache, registry: Registry, lister: Lister) -> None:
+    def __init__(
+        self, options: ApiServerOptions, cache: WatchCache, registry: Registry, lister: Lister
+    ) -> None:
         self.options = options
         self.cache = cache
         self.registry = registry
@@ -150,7 +169,9 @@ class ResourceHandlers:
         info = request.match_info
         return await self._dispatch(request, info["group"], info["version"], info["tail"])
 
-    async def _dispatch(self, request: web.Request, group: str, version: str, tail: str) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.Request, group: str, version: str, tail: str
+    ) -> web.StreamResponse:
         target = routing.parse(group, version, tail.split("/"))
         request["svcnet.resource"] = routing.metric_resource(target)
         res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
@@ -178,7 +199,9 @@ class ResourceHandlers:
                 request["svcnet.verb"] = "deletecollection"
                 return await self.delete_collection(request, res, ns)
             raise self._not_allowed(request)
-        allowed = {"GET", "HEAD", "PUT", "PATCH"} if sub is not None else {"GET", "HEAD", "PUT", "PATCH", "DELETE"}
+        allowed = (
+            {"GET", "HEAD", "PUT", "PATCH"} if sub is not None else {"GET", "HEAD", "PUT", "PATCH", "DELETE"}
+        )
         if sub == "finalize":
             allowed = {"PUT"}
         if method not in allowed:
@@ -205,8 +228,9 @@ class ResourceHandlers:
 
     # ---- verbs ---------------------------------------------------------------------------
 
-    async def get(self, request: web.Request, res: Resource, ns: str | None, name: str,
-                  sub: str | None) -> web.Response:
+    async def get(
+        self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None
+    ) -> web.Response:
         obj = await self.registry.get(res, ns, name)
         if sub == "scale":
             return json_response(scale_of(res, obj))
@@ -217,39 +241,50 @@ class ResourceHandlers:
         page = await self.lister.list(res, ns, opts)
         return json_response(list_body(res, page))
 
-    async def _read_object(self, request: web.Request, res: Resource, kind: str) -> tuple[dict[str, Any], list[str]]:
+    async def _read_object(
+        self, request: web.Request, res: Resource, kind: str
+    ) -> tuple[dict[str, Any], list[str], bytes | None]:
+        """(object, duplicate field paths, raw JSON body or None for YAML)."""
         body = await codec.read_body(request, self.options.max_body_bytes)
-        return codec.decode_object(body, codec.media_type(request), kind)
+        content_type = codec.media_type(request)
+        obj, dups = codec.decode_object(body, content_type, kind)
+        return obj, dups, (None if content_type in codec.YAML_TYPES else body)
 
     async def create(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         ctx = RequestContext(request, "CreateOptions")
-        obj, dups = await self._read_object(request, res, res.kind)
+        obj, dups, raw = await self._read_object(request, res, res.kind)
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
-            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version)
+            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version, raw)
+            obj = hooks.drop_unknown_fields(res.api_version, res.kind, obj)
             created = await self.registry.create(res, ns, obj, dry_run=ctx.dry_run)
         return ctx.respond(created, 201)
 
-    async def update(self, request: web.Request, res: Resource, ns: str | None, name: str,
-                     sub: str | None) -> web.Response:
+    async def update(
+        self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None
+    ) -> web.Response:
         ctx = RequestContext(request, "UpdateOptions")
         if sub == "scale":
-            obj, dups = await self._read_object(request, res, "Scale")
+            obj, dups, raw = await self._read_object(request, res, "Scale")
             with decoding_guard(res, obj):
                 self.registry.check_type(res, obj, "autoscaling/v1", "Scale")
-                ctx.check_fields("autoscaling/v1", "Scale", obj, dups, "v1")
+                ctx.check_fields("autoscaling/v1", "Scale", obj, dups, "v1", raw)
+                obj = hooks.drop_unknown_fields("autoscaling/v1", "Scale", obj)
                 scale = await self.registry.update_scale(res, ns, name, obj, dry_run=ctx.dry_run)
             return ctx.respond(scale)
-        obj, dups = await self._read_object(request, res, res.kind)
+        obj, dups, raw = await self._read_object(request, res, res.kind)
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
-            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version)
-            result, created = await self.registry.update(res, ns, name, obj, subresource=sub,
-                                                         dry_run=ctx.dry_run)
+            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version, raw)
+            obj = hooks.drop_unknown_fields(res.api_version, res.kind, obj)
+            result, created = await self.registry.update(
+                res, ns, name, obj, subresource=sub, dry_run=ctx.dry_run
+            )
         return ctx.respond(result, 201 if created else 200)
 
-    async def patch(self, request: web.Request, res: Resource, ns: str | None, name: str,
-                    sub: str | None) -> web.Response:
+    async def patch(
+        self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None
+    ) -> web.Response:
         ctx = RequestContext(request, "PatchOptions")
         content_type = codec.media_type(request)
         if content_type in APPLY_PATCH_TYPES or content_type not in PATCH_TYPES:
@@ -272,15 +307,16 @@ class ResourceHandlers:
 
         warned: list[bool] = [False]
 
-        def check(patched: dict[str, Any]) -> None:
-            if warned[0]:
-                return  # a retried patch reports its warnings once
-            warned[0] = True
-            ctx.check_fields(api_version, kind, patched, dups, decode_version)
+        def decode_patched(patched: dict[str, Any]) -> dict[str, Any]:
+            if not warned[0]:  # a retried patch reports its warnings once
+                warned[0] = True
+                ctx.check_fields(api_version, kind, patched, dups, decode_version)
+            return hooks.drop_unknown_fields(api_version, kind, patched)
 
         with decoding_guard(res, patch_doc):
-            result = await self.registry.patch(res, ns, name, apply, subresource=sub, dry_run=ctx.dry_run,
-                                               check_fields=check)
+            result = await self.registry.patch(
+                res, ns, name, apply, subresource=sub, dry_run=ctx.dry_run, decode=decode_patched
+            )
         return ctx.respond(result)
 
     async def _delete_options(self, request: web.Request) -> tuple[DeleteOptions, bool]:
@@ -299,9 +335,12 @@ class ResourceHandlers:
             except (ValueError, RecursionError, UnicodeDecodeError) as exc:
                 raise errors.bad_request(
                     f"the object provided is unrecognized (must be of type DeleteOptions): "
-                    f"couldn't get version/kind; json parse error: {exc}") from None
+                    f"couldn't get version/kind; json parse error: {exc}"
+                ) from None
             if not isinstance(doc, dict):
-                raise errors.bad_request("the object provided is unrecognized (must be of type DeleteOptions)")
+                raise errors.bad_request(
+                    "the object provided is unrecognized (must be of type DeleteOptions)"
+                )
             opts = self._merge_delete_body(opts, doc)
             dry_body = doc.get("dryRun")
             if isinstance(dry_body, list):
@@ -310,9 +349,17 @@ class ResourceHandlers:
             if value != "All":
                 raise errors.invalid("DeleteOptions", "", [errors.not_supported("dryRun", value, ("All",))])
         if opts.orphan_dependents is not None and opts.propagation_policy is not None:
-            raise errors.invalid("DeleteOptions", "", [errors.invalid_value(
-                "propagationPolicy", opts.propagation_policy,
-                "orphanDependents and deletionPropagation cannot be both set")])
+            raise errors.invalid(
+                "DeleteOptions",
+                "",
+                [
+                    errors.invalid_value(
+                        "propagationPolicy",
+                        opts.propagation_policy,
+                        "orphanDependents and deletionPropagation cannot be both set",
+                    )
+                ],
+            )
         return opts, bool(dry)
 
     @staticmethod
@@ -323,7 +370,8 @@ class ResourceHandlers:
             if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
                 raise errors.bad_request(
                     f'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: json: cannot '
-                    f"unmarshal into Go struct field DeleteOptions.{field} of type {go}")
+                    f"unmarshal into Go struct field DeleteOptions.{field} of type {go}"
+                )
             return value
 
         grace = typed("gracePeriodSeconds", doc.get("gracePeriodSeconds"), int, "int64")
@@ -361,16 +409,22 @@ class ResourceHandlers:
             obj = orjson.loads(raw)
             md = obj.get("metadata", {})
             try:
-                result = await self.registry.delete(res, md.get("namespace"), md.get("name", ""), opts,
-                                                    dry_run=dry_run)
+                result = await self.registry.delete(
+                    res, md.get("namespace"), md.get("name", ""), opts, dry_run=dry_run
+                )
             except StatusError as exc:
                 if exc.code == 404:
                     continue  # deleted meanwhile: upstream ignores NotFound here too
                 raise
             body = result.body if result.body.get("kind") != "Status" else obj
             deleted.append(orjson.dumps(body))
-        head = orjson.dumps({"kind": res.list_kind, "apiVersion": res.api_version,
-                             "metadata": {"resourceVersion": str(self.cache.revision)}})
+        head = orjson.dumps(
+            {
+                "kind": res.list_kind,
+                "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(self.cache.revision)},
+            }
+        )
         return json_response(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}")
 
 
@@ -390,4 +444,3 @@ def add_routes(app: web.Application, handlers: ResourceHandlers) -> None:
     router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handlers.grouped)
     router.add_route("*", "/version", handlers.version)
     router.add_route("*", "/version/", handlers.version)
-

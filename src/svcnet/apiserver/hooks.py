@@ -33,6 +33,8 @@ _validate_create = _lookup("svcnet.api.validation", "validate_create")
 _validate_update = _lookup("svcnet.api.validation", "validate_update")
 _validate_status_update = _lookup("svcnet.api.validation", "validate_status_update")
 _unknown_fields = _lookup("svcnet.api.schema", "unknown_fields")
+_strict_decoding_errors = _lookup("svcnet.api.schema", "strict_decoding_errors")
+_drop_unknown_fields = _lookup("svcnet.api.schema", "drop_unknown_fields")
 
 
 def apply_defaults(obj: dict[str, Any]) -> None:
@@ -69,3 +71,18 @@ def validate_status_update(new: dict[str, Any], old: dict[str, Any]) -> list[Fie
 
 def unknown_fields(api_version: str, kind: str, obj: dict[str, Any]) -> list[str]:
     return list(_unknown_fields(api_version, kind, obj)) if _unknown_fields is not None else []
+
+
+def strict_decoding_errors(raw: bytes, api_version: str, kind: str) -> list[str] | None:
+    """Unknown and duplicate field messages of a raw JSON body in document order, or None
+    when the schema module cannot tell."""
+    if _strict_decoding_errors is None:
+        return None
+    return list(_strict_decoding_errors(raw, api_version, kind))
+
+
+def drop_unknown_fields(api_version: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """What decoding into the Go type keeps: fields the kind does not have are dropped."""
+    if _drop_unknown_fields is None:
+        return obj
+    return _drop_unknown_fields(api_version, kind, obj)

@@ -46,7 +46,9 @@ class ListOptions:
         return make_predicate(self.label_selector, self.field_selector)
 
 
-def make_predicate(label: selectors.LabelSelector | None, field: selectors.FieldSelector | None) -> Predicate | None:
+def make_predicate(
+    label: selectors.LabelSelector | None, field: selectors.FieldSelector | None
+) -> Predicate | None:
     label = label if label is not None and not label.empty else None
     field = field if field is not None and not field.empty else None
     if label is None and field is None:
@@ -59,8 +61,9 @@ def make_predicate(label: selectors.LabelSelector | None, field: selectors.Field
     return lambda obj: label.matches((obj.get("metadata") or {}).get("labels")) and field.matches(obj)
 
 
-def parse_selectors(query: Any, resource: Resource) -> tuple[selectors.LabelSelector | None,
-                                                              selectors.FieldSelector | None]:
+def parse_selectors(
+    query: Any, resource: Resource
+) -> tuple[selectors.LabelSelector | None, selectors.FieldSelector | None]:
     label_text = query.get("labelSelector")
     field_text = query.get("fieldSelector")
     label = selectors.parse_label_selector(label_text) if label_text else None
@@ -72,20 +75,23 @@ def parse_resource_version(raw: str, what: str = "resourceVersion") -> int:
     try:
         value = parse_int64(raw)
     except StatusError:
-        raise errors.bad_request(f'invalid {what}: strconv.ParseUint: parsing "{raw}": invalid syntax') from None
+        raise errors.bad_request(
+            f'invalid {what}: strconv.ParseUint: parsing "{raw}": invalid syntax'
+        ) from None
     if value < 0:
         raise errors.bad_request(f'invalid {what}: strconv.ParseUint: parsing "{raw}": invalid syntax')
     return value
 
 
 def encode_continue(rev: int, key: str, resource: Resource) -> str:
-    start = key[len(resource.storage_prefix):] + "\x00"
+    start = key[len(resource.storage_prefix) :] + "\x00"
     token = orjson.dumps({"v": CONTINUE_VERSION, "rv": rev, "start": start})
     return base64.urlsafe_b64encode(token).decode()
 
 
 def decode_continue(token: str, resource: Resource) -> tuple[str, int]:
     """(start-after key, snapshot revision); 400 for anything that is not our token."""
+
     def bad(detail: str) -> StatusError:
         return errors.bad_request(f"continue key is not valid: {detail}")
 
@@ -108,7 +114,12 @@ def decode_continue(token: str, resource: Resource) -> tuple[str, int]:
         raise bad("encoded start key is malformed")
     rel = start[:-1]
     # Like upstream, refuse keys that would walk out of the resource's key space.
-    if rel.startswith("/") or ".." in rel.split("/") or (rel and posixpath.normpath(rel) != rel) or "\x00" in rel:
+    if (
+        rel.startswith("/")
+        or ".." in rel.split("/")
+        or (rel and posixpath.normpath(rel) != rel)
+        or "\x00" in rel
+    ):
         raise bad(rel)
     return resource.storage_prefix + rel, rev
 
@@ -120,18 +131,44 @@ def parse_list_options(query: Any, resource: Resource, watch: bool = False) -> L
     rv = query.get("resourceVersion") or ""
     match = query.get("resourceVersionMatch") or ""
     if match and match not in ("Exact", "NotOlderThan"):
-        raise errors.invalid("ListOptions", "", [errors.not_supported(
-            "resourceVersionMatch", match, ("Exact", "NotOlderThan"))])
+        raise errors.invalid(
+            "ListOptions",
+            "",
+            [errors.not_supported("resourceVersionMatch", match, ("Exact", "NotOlderThan"))],
+        )
     if not watch:
         if match and not rv:
-            raise errors.invalid("ListOptions", "", [errors.forbidden(
-                "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")])
+            raise errors.invalid(
+                "ListOptions",
+                "",
+                [
+                    errors.forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    )
+                ],
+            )
         if match and token:
-            raise errors.invalid("ListOptions", "", [errors.forbidden(
-                "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided")])
+            raise errors.invalid(
+                "ListOptions",
+                "",
+                [
+                    errors.forbidden(
+                        "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
+                    )
+                ],
+            )
         if match == "Exact" and rv == "0":
-            raise errors.invalid("ListOptions", "", [errors.forbidden(
-                "resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')])
+            raise errors.invalid(
+                "ListOptions",
+                "",
+                [
+                    errors.forbidden(
+                        "resourceVersionMatch",
+                        'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+                    )
+                ],
+            )
     rv_value = parse_resource_version(rv) if rv else None
     continue_key = continue_rev = None
     if token and not watch:
@@ -143,9 +180,13 @@ def parse_list_options(query: Any, resource: Resource, watch: bool = False) -> L
 
 def too_large_rv(requested: int, current: int) -> StatusError:
     return StatusError(
-        504, "Timeout", f"Too large resource version: {requested}, current: {current}",
-        {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-         "retryAfterSeconds": 1},
+        504,
+        "Timeout",
+        f"Too large resource version: {requested}, current: {current}",
+        {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
     )
 
 
@@ -183,12 +224,15 @@ class Lister:
         if opts.continue_rev is not None:
             rev = opts.continue_rev
             if rev > self.cache.revision and not await self.cache.wait_for(rev, self.wait_seconds):
-                raise errors.bad_request("continue key is not valid: the encoded resourceVersion is in the future")
+                raise errors.bad_request(
+                    "continue key is not valid: the encoded resourceVersion is in the future"
+                )
             if cache.last_change <= rev:
                 # Nothing changed in this resource since the snapshot: the cache still shows it.
                 return self._from_cache(resource, namespace, opts, pred, rev, opts.continue_key)
-            return await self._from_store(resource, namespace, opts, pred, rev, opts.continue_key,
-                                          expired=continue_expired)
+            return await self._from_store(
+                resource, namespace, opts, pred, rev, opts.continue_key, expired=continue_expired
+            )
         if opts.rv_match == "Exact" and opts.rv_value is not None:
             rev = opts.rv_value
             if rev > self.cache.revision and not await self.cache.wait_for(rev, self.wait_seconds):
@@ -202,13 +246,21 @@ class Lister:
             raise too_large_rv(opts.rv_value, self.cache.revision)
         return self._from_cache(resource, namespace, opts, pred, self.cache.revision, None)
 
-    def _from_cache(self, resource: Resource, namespace: str | None, opts: ListOptions,
-                    pred: Predicate | None, rev: int, start_after: str | None) -> ListPage:
+    def _from_cache(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        opts: ListOptions,
+        pred: Predicate | None,
+        rev: int,
+        start_after: str | None,
+    ) -> ListPage:
         entries = self.cache.cache(resource).entries(namespace, start_after)
         return self._page(entries, opts.limit, pred, rev, resource)
 
-    def _page(self, entries: Iterable[Entry], limit: int, pred: Predicate | None, rev: int,
-              resource: Resource) -> ListPage:
+    def _page(
+        self, entries: Iterable[Entry], limit: int, pred: Predicate | None, rev: int, resource: Resource
+    ) -> ListPage:
         raws: list[bytes] = []
         last_key: str | None = None
         if limit <= 0:
@@ -225,9 +277,16 @@ class Lister:
             last_key = entry.key
         return ListPage(raws, rev, None, None)
 
-    async def _from_store(self, resource: Resource, namespace: str | None, opts: ListOptions,
-                          pred: Predicate | None, rev: int, start_after: str | None,
-                          expired: Callable[[], StatusError]) -> ListPage:
+    async def _from_store(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        opts: ListOptions,
+        pred: Predicate | None,
+        rev: int,
+        start_after: str | None,
+        expired: Callable[[], StatusError],
+    ) -> ListPage:
         prefix = resource.prefix(namespace)
         limit = opts.limit
         raws: list[bytes] = []

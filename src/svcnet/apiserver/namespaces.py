@@ -27,8 +27,9 @@ class NamespaceLifecycle:
     async def bootstrap(self, names: tuple[str, ...]) -> None:
         for name in names:
             try:
-                await self.registry.create(NAMESPACES, None, {
-                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+                await self.registry.create(
+                    NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                )
             except StatusError as exc:
                 if exc.reason != "AlreadyExists":
                     raise
@@ -78,10 +79,14 @@ class NamespaceLifecycle:
                 remaining += 1
                 obj_name = decode_kv(item).obj.get("metadata", {}).get("name", "")
                 try:
-                    await registry.delete(resource, name, obj_name, DeleteOptions(propagation_policy="Background"))
+                    await registry.delete(
+                        resource, name, obj_name, DeleteOptions(propagation_policy="Background")
+                    )
                 except StatusError as exc:
                     if exc.code != 404:
-                        log.info("namespace %s: deleting %s %s: %s", name, resource.plural, obj_name, exc.message)
+                        log.info(
+                            "namespace %s: deleting %s %s: %s", name, resource.plural, obj_name, exc.message
+                        )
         if remaining:
             # Check again: objects with finalizers or a grace period may still be there.
             for resource in resources.RESOURCES:
@@ -95,7 +100,9 @@ class NamespaceLifecycle:
         if NAMESPACE_FINALIZER in (spec.get("finalizers") or []):
             spec["finalizers"] = [f for f in spec["finalizers"] if f != NAMESPACE_FINALIZER]
             try:
-                ns = await registry.write_update(NAMESPACES, kv, decode_kv(kv).obj, ns, subresource="finalize")
+                ns = await registry.write_update(
+                    NAMESPACES, kv, decode_kv(kv).obj, ns, subresource="finalize"
+                )
             except CompareFailedError:
                 return False
             kv = await store.get(NAMESPACES.key(None, name))

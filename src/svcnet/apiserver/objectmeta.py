@@ -43,26 +43,41 @@ def metadata_of(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
     if metadata is None:
         metadata = obj["metadata"] = {}
     if not isinstance(metadata, dict):
-        raise cannot_handle(resource, obj, f"json: cannot unmarshal {_go_kind(metadata)} into Go struct "
-                            f"field {resource.kind}.metadata of type v1.ObjectMeta")
+        raise cannot_handle(
+            resource,
+            obj,
+            f"json: cannot unmarshal {_go_kind(metadata)} into Go struct "
+            f"field {resource.kind}.metadata of type v1.ObjectMeta",
+        )
     for name in ("name", "generateName", "namespace", "resourceVersion", "uid"):
         value = metadata.get(name)
         if value is not None and not isinstance(value, str):
-            raise cannot_handle(resource, obj, f"json: cannot unmarshal {_go_kind(value)} into Go struct "
-                                f"field ObjectMeta.metadata.{name} of type string")
+            raise cannot_handle(
+                resource,
+                obj,
+                f"json: cannot unmarshal {_go_kind(value)} into Go struct "
+                f"field ObjectMeta.metadata.{name} of type string",
+            )
     for name in ("labels", "annotations"):
         value = metadata.get(name)
         if value is None:
             continue
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise cannot_handle(resource, obj, f"json: cannot unmarshal {_go_kind(value)} into Go struct "
-                                f"field ObjectMeta.metadata.{name} of type map[string]string")
+            raise cannot_handle(
+                resource,
+                obj,
+                f"json: cannot unmarshal {_go_kind(value)} into Go struct "
+                f"field ObjectMeta.metadata.{name} of type map[string]string",
+            )
     finalizers = metadata.get("finalizers")
     if finalizers is not None and (
         not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
     ):
-        raise cannot_handle(resource, obj, "json: cannot unmarshal into Go struct field "
-                            "ObjectMeta.metadata.finalizers of type []string")
+        raise cannot_handle(
+            resource,
+            obj,
+            "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type []string",
+        )
     return metadata
 
 
@@ -84,4 +99,6 @@ def cannot_handle(resource: Resource, obj: Any, detail: str) -> errors.StatusErr
     """400 for a body that parsed as JSON but does not fit the kind (transformDecodeError)."""
     kind = obj.get("kind") if isinstance(obj, dict) and isinstance(obj.get("kind"), str) else resource.kind
     version = resource.version
-    return errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {resource.kind}: {detail}')
+    return errors.bad_request(
+        f'{kind} in version "{version}" cannot be handled as a {resource.kind}: {detail}'
+    )

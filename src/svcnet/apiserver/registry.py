@@ -101,8 +101,9 @@ class Registry:
 
     # ---- shared checks ---------------------------------------------------------------------
 
-    def check_type(self, resource: Resource, obj: dict[str, Any],
-                   api_version: str | None = None, kind: str | None = None) -> None:
+    def check_type(
+        self, resource: Resource, obj: dict[str, Any], api_version: str | None = None, kind: str | None = None
+    ) -> None:
         """Fill apiVersion/kind from the URL when absent; reject a body of another type."""
         want_version = api_version or resource.api_version
         want_kind = kind or resource.kind
@@ -142,8 +143,9 @@ class Registry:
         if got == "":
             metadata["namespace"] = want
             return
-        raise errors.bad_request("the namespace of the provided object does not match the namespace "
-                                 "sent on the request")
+        raise errors.bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
 
     def check_name(self, metadata: dict[str, Any], name: str) -> None:
         got = metadata.get("name") or ""
@@ -169,28 +171,35 @@ class Registry:
         if ns_obj.get("metadata", {}).get("deletionTimestamp") or (
             ns_obj.get("status", {}).get("phase") == "Terminating"
         ):
-            message = (f"unable to create new content in namespace {namespace} because it is being "
-                       f"terminated")
+            message = f"unable to create new content in namespace {namespace} because it is being terminated"
             qualified = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
             raise StatusError(
-                403, "Forbidden", f'{qualified} "{name}" is forbidden: {message}',
-                {"name": name, **({"group": resource.group} if resource.group else {}),
-                 "kind": resource.plural,
-                 "causes": [{"reason": "NamespaceTerminating", "message": message,
-                             "field": "metadata.namespace"}]},
+                403,
+                "Forbidden",
+                f'{qualified} "{name}" is forbidden: {message}',
+                {
+                    "name": name,
+                    **({"group": resource.group} if resource.group else {}),
+                    "kind": resource.plural,
+                    "causes": [
+                        {"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"}
+                    ],
+                },
             )
 
     # ---- create --------------------------------------------------------------------------
 
-    async def create(self, resource: Resource, namespace: str | None, obj: dict[str, Any],
-                     *, dry_run: bool = False) -> dict[str, Any]:
+    async def create(
+        self, resource: Resource, namespace: str | None, obj: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         self.check_type(resource, obj)
         metadata = metadata_of(obj, resource)
         self.check_namespace(resource, metadata, namespace)
         if metadata.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
-        await self.admit_namespace(resource, metadata.get("namespace"),
-                                   metadata.get("name") or metadata.get("generateName") or "")
+        await self.admit_namespace(
+            resource, metadata.get("namespace"), metadata.get("name") or metadata.get("generateName") or ""
+        )
         hooks.apply_defaults(obj)
         metadata = metadata_of(obj, resource)
         metadata.pop("deletionTimestamp", None)
@@ -247,8 +256,16 @@ class Registry:
 
     # ---- update --------------------------------------------------------------------------
 
-    async def update(self, resource: Resource, namespace: str | None, name: str, new: dict[str, Any],
-                     *, subresource: str | None = None, dry_run: bool = False) -> tuple[dict[str, Any], bool]:
+    async def update(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        new: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
         """PUT. Returns (object, created)."""
         self.check_type(resource, new)
         metadata = metadata_of(new, resource)
@@ -276,8 +293,9 @@ class Registry:
                 raise errors.conflict(resource.plural, name, resource.group)
             old = decode_kv(kv).obj
             try:
-                obj = await self.write_update(resource, kv, old, deep_copy(new), subresource=subresource,
-                                              dry_run=dry_run)
+                obj = await self.write_update(
+                    resource, kv, old, deep_copy(new), subresource=subresource, dry_run=dry_run
+                )
             except CompareFailedError:
                 if want_rv is not None:
                     raise errors.conflict(resource.plural, name, resource.group) from None
@@ -285,8 +303,16 @@ class Registry:
             return obj, False
         raise errors.conflict(resource.plural, name, resource.group)
 
-    async def write_update(self, resource: Resource, kv: KeyValue, old: dict[str, Any], new: dict[str, Any],
-                           *, subresource: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    async def write_update(
+        self,
+        resource: Resource,
+        kv: KeyValue,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """BeforeUpdate, validation and the compare-and-swap write against ``kv``.
         Raises CompareFailedError when ``kv`` is no longer current."""
         name = old["metadata"]["name"]
@@ -334,9 +360,12 @@ class Registry:
         md = obj["metadata"]
         if without_rv(obj) == without_rv(old):
             return old  # a no-op update writes nothing and keeps the resourceVersion
-        if old_md.get("deletionTimestamp") and not md.get("finalizers") and not md.get(
-            "deletionGracePeriodSeconds"
-        ) and not (resource is NAMESPACES and (obj.get("spec") or {}).get("finalizers")):
+        if (
+            old_md.get("deletionTimestamp")
+            and not md.get("finalizers")
+            and not md.get("deletionGracePeriodSeconds")
+            and not (resource is NAMESPACES and (obj.get("spec") or {}).get("finalizers"))
+        ):
             # ShouldDeleteDuringUpdate: the last finalizer is gone from an object being deleted.
             if dry_run:
                 return obj
@@ -360,16 +389,29 @@ class Registry:
         if not extra:
             return []
         listed = ", ".join(f'"{f}"' for f in extra)
-        return [errors.forbidden("metadata.finalizers",
-                                 f"no new finalizers can be added if the object is being deleted, "
-                                 f"found new finalizers []string{{{listed}}}")]
+        return [
+            errors.forbidden(
+                "metadata.finalizers",
+                f"no new finalizers can be added if the object is being deleted, "
+                f"found new finalizers []string{{{listed}}}",
+            )
+        ]
 
     # ---- patch ---------------------------------------------------------------------------
 
-    async def patch(self, resource: Resource, namespace: str | None, name: str,
-                    apply_patch: Callable[[dict[str, Any]], dict[str, Any]],
-                    *, subresource: str | None = None, dry_run: bool = False,
-                    check_fields: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    async def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        apply_patch: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        decode: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """``decode`` turns the patched JSON into what the kind keeps (field validation,
+        unknown fields dropped), as decoding the patched bytes into the Go type does."""
         key = resource.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
             kv = await self.store.get(key)
@@ -380,8 +422,8 @@ class Registry:
             patched = apply_patch(view)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            if check_fields is not None:
-                check_fields(patched)
+            if decode is not None:
+                patched = decode(patched)
             if subresource == "scale":
                 self.check_type(resource, patched, "autoscaling/v1", "Scale")
             else:
@@ -396,8 +438,9 @@ class Registry:
                 if subresource == "scale":
                     return await self._write_scale(resource, kv, current, patched, dry_run)
                 hooks.apply_defaults(patched)
-                return await self.write_update(resource, kv, current, patched, subresource=subresource,
-                                               dry_run=dry_run)
+                return await self.write_update(
+                    resource, kv, current, patched, subresource=subresource, dry_run=dry_run
+                )
             except CompareFailedError:
                 if pinned is not None:
                     raise errors.conflict(resource.plural, name, resource.group) from None
@@ -406,8 +449,15 @@ class Registry:
 
     # ---- scale ---------------------------------------------------------------------------
 
-    async def update_scale(self, resource: Resource, namespace: str | None, name: str, scale: dict[str, Any],
-                           *, dry_run: bool = False) -> dict[str, Any]:
+    async def update_scale(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        scale: dict[str, Any],
+        *,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         self.check_type(resource, scale, "autoscaling/v1", "Scale")
         md = metadata_of(scale, resource)
         self.check_name(md, name)
@@ -424,8 +474,9 @@ class Registry:
                     raise errors.conflict(resource.plural, name, resource.group) from None
         raise errors.conflict(resource.plural, name, resource.group)
 
-    async def _write_scale(self, resource: Resource, kv: KeyValue, current: dict[str, Any],
-                           scale: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+    async def _write_scale(
+        self, resource: Resource, kv: KeyValue, current: dict[str, Any], scale: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
         spec = scale.get("spec")
         replicas = spec.get("replicas", 0) if isinstance(spec, dict) else 0
         if replicas is None:
@@ -437,8 +488,12 @@ class Registry:
                 f"{type(replicas).__name__} into Go struct field ScaleSpec.spec.replicas of type int32"
             )
         if replicas < 0:
-            raise errors.invalid("Scale", name, [errors.invalid_value(
-                "spec.replicas", replicas, "must be greater than or equal to 0")], "autoscaling")
+            raise errors.invalid(
+                "Scale",
+                name,
+                [errors.invalid_value("spec.replicas", replicas, "must be greater than or equal to 0")],
+                "autoscaling",
+            )
         new = deep_copy(current)
         new.setdefault("spec", {})["replicas"] = replicas
         written = await self.write_update(resource, kv, current, new, dry_run=dry_run)
@@ -446,12 +501,27 @@ class Registry:
 
     # ---- delete --------------------------------------------------------------------------
 
-    async def delete(self, resource: Resource, namespace: str | None, name: str, options: DeleteOptions,
-                     *, dry_run: bool = False) -> DeleteResult:
+    async def delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        options: DeleteOptions,
+        *,
+        dry_run: bool = False,
+    ) -> DeleteResult:
         if options.propagation_policy is not None and options.propagation_policy not in PROPAGATION_POLICIES:
-            raise errors.invalid("DeleteOptions", "", [errors.not_supported(
-                "propagationPolicy", options.propagation_policy,
-                ("Foreground", "Background", "Orphan", "nil"))])
+            raise errors.invalid(
+                "DeleteOptions",
+                "",
+                [
+                    errors.not_supported(
+                        "propagationPolicy",
+                        options.propagation_policy,
+                        ("Foreground", "Background", "Orphan", "nil"),
+                    )
+                ],
+            )
         key = resource.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
             kv = await self.get_kv(resource, namespace, name)
@@ -465,20 +535,34 @@ class Registry:
                 if options.precondition_rv is not None:
                     raise errors.conflict(resource.plural, name, resource.group) from None
                 continue
-        raise errors.conflict(resource.plural, name, resource.group, detail=f"deleting {key} kept conflicting")
+        raise errors.conflict(
+            resource.plural, name, resource.group, detail=f"deleting {key} kept conflicting"
+        )
 
     @staticmethod
     def _check_preconditions(resource: Resource, obj: dict[str, Any], options: DeleteOptions) -> None:
         md = obj["metadata"]
         name = md.get("name", "")
         if options.precondition_uid is not None and options.precondition_uid != md.get("uid"):
-            raise errors.conflict(resource.plural, name, resource.group, detail=(
-                f"Precondition failed: UID in precondition: {options.precondition_uid}, "
-                f"UID in object meta: {md.get('uid', '')}"))
+            raise errors.conflict(
+                resource.plural,
+                name,
+                resource.group,
+                detail=(
+                    f"Precondition failed: UID in precondition: {options.precondition_uid}, "
+                    f"UID in object meta: {md.get('uid', '')}"
+                ),
+            )
         if options.precondition_rv is not None and options.precondition_rv != md.get("resourceVersion"):
-            raise errors.conflict(resource.plural, name, resource.group, detail=(
-                f"Precondition failed: ResourceVersion in precondition: {options.precondition_rv}, "
-                f"ResourceVersion in object meta: {md.get('resourceVersion', '')}"))
+            raise errors.conflict(
+                resource.plural,
+                name,
+                resource.group,
+                detail=(
+                    f"Precondition failed: ResourceVersion in precondition: {options.precondition_rv}, "
+                    f"ResourceVersion in object meta: {md.get('resourceVersion', '')}"
+                ),
+            )
 
     @staticmethod
     def _pod_grace(obj: dict[str, Any], options: DeleteOptions) -> int:
@@ -495,8 +579,9 @@ class Registry:
             grace = 0  # nothing runs it (unscheduled) or nothing runs anymore: delete at once
         return grace
 
-    async def _delete_object(self, resource: Resource, kv: KeyValue, obj: dict[str, Any],
-                             options: DeleteOptions, dry_run: bool) -> DeleteResult:
+    async def _delete_object(
+        self, resource: Resource, kv: KeyValue, obj: dict[str, Any], options: DeleteOptions, dry_run: bool
+    ) -> DeleteResult:
         md = obj["metadata"]
         finalizers = md.get("finalizers") or []
         grace = self._pod_grace(obj, options) if resource.plural == "pods" else 0
@@ -535,11 +620,11 @@ class Registry:
             details["group"] = resource.group
         details["kind"] = resource.plural
         details["uid"] = md.get("uid", "")
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": details}
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
-    def _after_delete(self, resource: Resource, obj: dict[str, Any],
-                      options: DeleteOptions | None = None) -> None:
+    def _after_delete(
+        self, resource: Resource, obj: dict[str, Any], options: DeleteOptions | None = None
+    ) -> None:
         """Cascade to dependents named by ownerReferences (what the garbage collector does for
         Background and Foreground propagation; svcnet has no separate GC)."""
         policy = options.propagation_policy if options else None
@@ -564,12 +649,14 @@ class Registry:
                     continue
                 name = entry.obj["metadata"].get("name", "")
                 try:
-                    await self.delete(resource, namespace, name, DeleteOptions(
-                        propagation_policy="Background"))
+                    await self.delete(
+                        resource, namespace, name, DeleteOptions(propagation_policy="Background")
+                    )
                 except StatusError as exc:
                     if exc.code != 404:
-                        log.warning("deleting dependent %s %s/%s: %s", resource.plural, namespace, name,
-                                    exc.message)
+                        log.warning(
+                            "deleting dependent %s %s/%s: %s", resource.plural, namespace, name, exc.message
+                        )
                 except Exception:
                     log.exception("deleting dependent %s %s/%s", resource.plural, namespace, name)
 
@@ -627,8 +714,12 @@ def selector_string(selector: Any) -> str:
         key = expr.get("key", "")
         values = ",".join(sorted(str(v) for v in expr.get("values") or []))
         op = expr.get("operator")
-        text = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})",
-                "Exists": key, "DoesNotExist": f"!{key}"}.get(op)
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(op)
         if text is not None:
             parts.append((key, text))
     return ",".join(text for _, text in sorted(parts, key=lambda p: p[0]))
@@ -645,6 +736,8 @@ def scale_of(resource: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         "apiVersion": "autoscaling/v1",
         "metadata": meta,
         "spec": {"replicas": replicas if isinstance(replicas, int) else 1},
-        "status": {"replicas": status.get("replicas", 0) or 0,
-                   "selector": selector_string(spec.get("selector"))},
+        "status": {
+            "replicas": status.get("replicas", 0) or 0,
+            "selector": selector_string(spec.get("selector")),
+        },
     }

@@ -39,8 +39,14 @@ def _bookmark_frame(resource: Resource, rev: int, initial_end: bool = False) -> 
     return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 
-async def serve_watch(request: web.Request, cache: WatchCache, options: ApiServerOptions,
-                      resource: Resource, namespace: str | None, name: str | None) -> web.StreamResponse:
+async def serve_watch(
+    request: web.Request,
+    cache: WatchCache,
+    options: ApiServerOptions,
+    resource: Resource,
+    namespace: str | None,
+    name: str | None,
+) -> web.StreamResponse:
     query = request.query
     label, field = parse_selectors(query, resource)
     if name is not None:
@@ -54,16 +60,40 @@ async def serve_watch(request: web.Request, cache: WatchCache, options: ApiServe
     initial_events = query_bool(query, "sendInitialEvents") if send_initial is not None else None
     match = query.get("resourceVersionMatch") or ""
     if initial_events is None and match:
-        raise errors.invalid("ListOptions", "", [errors.forbidden(
-            "resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")])
+        raise errors.invalid(
+            "ListOptions",
+            "",
+            [
+                errors.forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                )
+            ],
+        )
     if initial_events is not None:
         if match != "NotOlderThan":
-            raise errors.invalid("ListOptions", "", [errors.invalid_value(
-                "resourceVersionMatch", match,
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")])
+            raise errors.invalid(
+                "ListOptions",
+                "",
+                [
+                    errors.invalid_value(
+                        "resourceVersionMatch",
+                        match,
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                    )
+                ],
+            )
         if not bookmarks:
-            raise errors.invalid("ListOptions", "", [errors.forbidden(
-                "allowWatchBookmarks", "allowWatchBookmarks must be set to true when sendInitialEvents is specified")])
+            raise errors.invalid(
+                "ListOptions",
+                "",
+                [
+                    errors.forbidden(
+                        "allowWatchBookmarks",
+                        "allowWatchBookmarks must be set to true when sendInitialEvents is specified",
+                    )
+                ],
+            )
     timeout = query_int(query, "timeoutSeconds")
     if timeout is None or timeout <= 0:
         base = options.min_request_timeout_seconds
@@ -119,9 +149,16 @@ async def _start(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _stream(request: web.Request, watcher: Watcher, backlog: list[bytes],
-                  resource: Resource, cache: WatchCache, bookmarks: bool, timeout_s: float,
-                  options: ApiServerOptions) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    watcher: Watcher,
+    backlog: list[bytes],
+    resource: Resource,
+    cache: WatchCache,
+    bookmarks: bool,
+    timeout_s: float,
+    options: ApiServerOptions,
+) -> web.StreamResponse:
     deadline = time.monotonic() + timeout_s
     next_bookmark = time.monotonic() + options.bookmark_interval_seconds
     try:
@@ -156,8 +193,9 @@ async def _stream(request: web.Request, watcher: Watcher, backlog: list[bytes],
                 pass
         if watcher.overflowed:
             # Tell the client to resume (or relist) rather than silently ending.
-            await response.write(_error_frame(errors.expired(
-                "watch closed: the client fell too far behind; please re-watch")))
+            await response.write(
+                _error_frame(errors.expired("watch closed: the client fell too far behind; please re-watch"))
+            )
     except (ConnectionResetError, asyncio.CancelledError):
         watcher.close()
         raise

@@ -87,8 +87,9 @@ class Watcher:
     """One client's subscription. The dispatcher pushes frames synchronously; the HTTP
     handler drains them."""
 
-    def __init__(self, cache: ResourceCache, namespace: str | None, predicate: Predicate | None,
-                 queue_limit: int) -> None:
+    def __init__(
+        self, cache: ResourceCache, namespace: str | None, predicate: Predicate | None, queue_limit: int
+    ) -> None:
         self.cache = cache
         self.prefix = cache.resource.prefix(namespace) if namespace else None
         self.predicate = predicate
