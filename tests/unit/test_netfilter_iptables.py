@@ -268,3 +268,59 @@ def test_ipv6_rules():
     )
     r = trace_text("iptables", text, Packet("fd00:10::9", "fd00:30::1", 80), Node(["2001:db8::1"]))
     assert r.endpoints == ["[fd00:10::5]:8080"]
+
+
+def big_ruleset(services: int = 1500) -> str:
+    """kube-proxy-shaped restore text, large enough for the lazy reader."""
+    decl, rules = [], []
+    for i in range(services):
+        ip = f"172.30.{i // 250}.{i % 250 + 1}"
+        svc, sep_a, sep_b = f"KUBE-SVC-{i:016d}", f"KUBE-SEP-A{i:015d}", f"KUBE-SEP-B{i:015d}"
+        decl += [f":{svc} - [0:0]", f":{sep_a} - [0:0]", f":{sep_b} - [0:0]"]
+        rules += [
+            f'-A KUBE-SERVICES -m comment --comment "ns/s{i}:p -d 1.1.1.1 cluster IP" -m tcp -p tcp -d {ip} --dport 80 -j {svc}',
+            f"-A {svc} -m statistic --mode random --probability 0.5000000000 -j {sep_a}",
+            f"-A {svc} -j {sep_b}",
+            f"-A {sep_a} -m tcp -p tcp -j DNAT --to-destination 10.1.{i // 250}.{i % 250}:8080",
+            f"-A {sep_b} -m tcp -p tcp -j DNAT --to-destination 10.2.{i // 250}.{i % 250}:8080",
+        ]
+    rules.append("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS")
+    return (
+        "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n"
+        + "\n".join(decl + rules)
+        + "\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n"
+    )
+
+
+def test_large_rule_sets_are_read_lazily_with_the_same_answers():
+    from svcnet.netfilter.iptables_lazy import LAZY_MIN_LINES, load_iptables
+
+    text = big_ruleset()
+    assert text.count("\n") > LAZY_MIN_LINES
+    lazy = load_iptables(text)
+    assert not isinstance(lazy.tables["nat"].chains, dict)  # the lazy reader took it
+    eager = parse_iptables(text)
+    for chain in ("KUBE-SERVICES", "KUBE-SVC-0000000000001499", "PREROUTING"):
+        assert [(r.line_no, r.text) for r in lazy.chain("nat", chain).rules] == [
+            (r.line_no, r.text) for r in eager.chain("nat", chain).rules
+        ]
+    r = trace_text("iptables", text, Packet("10.0.0.2", "172.30.5.250", 80), NODE)
+    assert r.endpoints == ["10.1.5.249:8080", "10.2.5.249:8080"]
+    # the quoted "-d 1.1.1.1" in the comments is not mistaken for the rule's destination
+    assert trace_text("iptables", text, Packet("10.0.0.2", "1.1.1.1", 80), NODE).verdict == "NONE"
+
+
+def test_large_malformed_dump_names_the_line():
+    text = big_ruleset()
+    lines = text.splitlines()
+    bad = lines.index("-A KUBE-SVC-0000000000000700 -j KUBE-SEP-B000000000000700")
+    broken = "\n".join([*lines[:bad], "-A KUBE-SVC-0000000000000700 -j", *lines[bad + 1 :]]) + "\n"
+    # a rule reached by the packet: reported when read
+    with pytest.raises(RuleParseError) as info:
+        trace_text("iptables", broken, Packet("10.0.0.2", "172.30.2.201", 80), NODE)
+    assert info.value.line_no == bad + 1 and "needs a value" in str(info.value)
+    # a structural error anywhere: reported before tracing
+    broken = "\n".join([*lines[:bad], "garbage line", *lines[bad + 1 :]]) + "\n"
+    with pytest.raises(RuleParseError) as info:
+        trace_text("iptables", broken, Packet("10.0.0.2", "172.30.0.1", 80), NODE)
+    assert info.value.line_no == bad + 1 and "garbage line" in str(info.value)
