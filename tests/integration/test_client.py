@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import yaml
+from test_api_support import make_api
 
 from svcnet.client.api import ApiClient, ApiError
 from svcnet.client.cache import INDEX_SERVICE, endpointslice_service_index
 from svcnet.client.informer import Informer, InformerSource
-from svcnet.client.kubeconfig import KubeconfigError, load_kubeconfig
+from svcnet.client.kubeconfig import ClientConfig, KubeconfigError, load_kubeconfig
+
+__all__ = ["make_api"]
 
 
 def service(name: str, port: int = 80, labels: dict | None = None) -> dict:
@@ -208,3 +211,97 @@ async def test_informer_source_over_several_resources(api_server, api, namespace
         await until(ready, timeout=2)
         # Only the namespace asked for is watched.
         assert {o["metadata"]["namespace"] for o in source.store("services").list()} == {namespace}
+
+
+class CuttableLink:
+    """A TCP forwarder to the API server that the test can cut (a network partition)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.up = True
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+    def cut(self) -> None:
+        self.up = False
+        for w in list(self.writers):
+            w.transport.abort()
+
+    async def close(self) -> None:
+        self.cut()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_informer_relists_after_partition_outlasting_watch_history(make_api):
+    """Cut off long enough that the server's watch history moved past the informer's
+    resourceVersion: the resumed watch gets 410, and the relist's difference reaches handlers
+    (an object deleted during the gap is delivered as a delete)."""
+    server = await make_api(watch_cache_size=3)
+    host_port = server.url.split("//", 1)[1]
+    link = CuttableLink(host_port.rsplit(":", 1)[0], int(host_port.rsplit(":", 1)[1]))
+    port = await link.start()
+    direct = ApiClient(ClientConfig(server=server.url))
+    client = ApiClient(ClientConfig(server=f"http://127.0.0.1:{port}"))
+    for name in ("a", "b", "c"):
+        await direct.create("services", service(name), "default")
+    inf = Informer(client, "services", "default", backoff_initial=0.01, backoff_cap=0.05)
+    events: list[tuple[str, str]] = []
+    inf.add_handler(
+        on_add=lambda o: events.append(("add", o["metadata"]["name"])),
+        on_update=lambda old, new: events.append(("update", new["metadata"]["name"])),
+        on_delete=lambda o: events.append(("delete", o["metadata"]["name"])),
+    )
+    await inf.start()
+    try:
+        assert await inf.wait_synced(timeout=5)
+        await direct.create("services", service("probe"), "default")
+        await until(lambda: ("add", "probe") in events, timeout=5)  # the watch is live
+        events.clear()
+
+        link.cut()
+        await direct.patch("services", "a", {"metadata": {"labels": {"v": "2"}}}, "default")
+        await direct.delete("services", "b", "default")
+        await direct.create("services", service("d"), "default")
+        for i in range(4):  # push the informer's resourceVersion out of the 3-event window
+            await direct.create("services", service(f"tmp{i}"), "default")
+            await direct.delete("services", f"tmp{i}", "default")
+        link.up = True
+
+        await until(lambda: ("add", "d") in events and ("delete", "b") in events, timeout=10)
+        assert inf.lists == 2, "the resumed watch got 410 and the informer relisted"
+        assert sorted(events) == [("add", "d"), ("delete", "b"), ("update", "a")]
+        assert sorted(o["metadata"]["name"] for o in inf.store.list()) == ["a", "c", "d", "probe"]
+        # And it watches again from the relist.
+        await direct.create("services", service("after"), "default")
+        await until(lambda: ("add", "after") in events, timeout=5)
+    finally:
+        await inf.stop()
+        await client.close()
+        await direct.close()
+        await link.close()
