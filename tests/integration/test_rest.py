@@ -627,3 +627,20 @@ async def test_unknown_fields_strict_warn_ignore(api: Api) -> None:
         content_type="application/merge-patch+json",
     )
     assert status == 400 and 'unknown field "spec.bar"' in reply["message"]
+
+
+async def test_yaml_duplicate_fields_are_reported(api: Api) -> None:
+    raw = (
+        b"apiVersion: v1\nkind: Service\nmetadata:\n  name: ydup\n  name: ydup\n"
+        b"spec:\n  ports:\n  - port: 80\n"
+    )
+    status, body, _ = await api.call(
+        "POST", SVC.format(ns="default") + "?fieldValidation=Strict", raw=raw, content_type="application/yaml"
+    )
+    assert status == 400 and 'duplicate field "metadata.name"' in body["message"]
+
+
+async def test_system_namespaces_cannot_be_deleted(api: Api) -> None:
+    status, body, _ = await api.call("DELETE", "/api/v1/namespaces/default")
+    assert status == 403 and body["reason"] == "Forbidden"
+    assert body["message"] == 'namespaces "default" is forbidden: this namespace may not be deleted'

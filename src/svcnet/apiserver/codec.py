@@ -130,11 +130,32 @@ class _YamlLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.Saf
     pass
 
 
+def _yaml_duplicates(node: yaml.Node, path: str, out: list[str], budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("document too large after expanding YAML aliases")
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            child = f"{path}.{key}" if path else key
+            if key in seen and child not in out:
+                out.append(child)
+            seen.add(key)
+            _yaml_duplicates(value_node, child, out, budget)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _yaml_duplicates(item, path, out, budget)
+
+
 def decode_yaml(body: bytes) -> tuple[Any, list[str]]:
+    nodes = [n for n in yaml.compose_all(body, Loader=_YamlLoader) if n is not None]
+    if len(nodes) != 1:
+        raise ValueError("expected exactly one YAML document" if nodes else "empty YAML document")
+    dups: list[str] = []
+    _yaml_duplicates(nodes[0], "", dups, [_YAML_NODE_BUDGET])
     docs = [d for d in yaml.load_all(body, Loader=_YamlLoader) if d is not None]
-    if len(docs) != 1:
-        raise ValueError("expected exactly one YAML document" if docs else "empty YAML document")
-    return _jsonable(docs[0], [_YAML_NODE_BUDGET]), []
+    return _jsonable(docs[0], [_YAML_NODE_BUDGET]), dups
 
 
 def _summary(body: bytes, limit: int = 30) -> str:

@@ -46,7 +46,9 @@ GENERATE_NAME_ATTEMPTS = 8
 # GuaranteedUpdate retries an unconditional update/patch that lost a compare-and-swap.
 UPDATE_ATTEMPTS = 16
 # AllowCreateOnUpdate() is true for these strategies (PUT to a missing object creates it).
-CREATE_ON_UPDATE = {"services", "endpoints", "events", "leases", "endpointslices"}
+CREATE_ON_UPDATE = {"services", "endpoints", "events", "leases"}
+# NamespaceLifecycle admission refuses to delete these.
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 # Strategies whose Delete returns the deleted object rather than a Status (ReturnDeletedObject).
 RETURNS_DELETED_OBJECT = {"services", "pods", "namespaces"}
 NAMESPACE_FINALIZER = "kubernetes"
@@ -523,6 +525,13 @@ class Registry:
                 ],
             )
         key = resource.key(namespace, name)
+        if resource is NAMESPACES and name in IMMORTAL_NAMESPACES:
+            raise StatusError(
+                403,
+                "Forbidden",
+                f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                {"name": name, "kind": "namespaces"},
+            )
         for _ in range(UPDATE_ATTEMPTS):
             kv = await self.get_kv(resource, namespace, name)
             obj = decode_kv(kv).obj

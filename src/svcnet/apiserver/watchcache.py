@@ -261,10 +261,16 @@ class WatchCache:
             cache.reset(rev)
         for kv in result.kvs:
             resource = resources.by_storage_key(kv.key)
-            if resource is not None:
-                cache = self.caches[resource]
-                cache.items[kv.key] = decode_kv(kv)
-                cache.last_change = max(cache.last_change, kv.mod_revision)
+            if resource is None:
+                continue
+            try:
+                entry = decode_kv(kv)
+            except (ValueError, TypeError):
+                log.error("skipping undecodable object at %s", kv.key)
+                continue
+            cache = self.caches[resource]
+            cache.items[kv.key] = entry
+            cache.last_change = max(cache.last_change, kv.mod_revision)
         self._set_revision(max(rev, result.revision))
         self.ready.set()
 
@@ -274,7 +280,12 @@ class WatchCache:
                 async for ev in self.store.watch("", self.revision + 1):
                     resource = resources.by_storage_key(ev.kv.key)
                     if resource is not None:
-                        self.caches[resource].apply(ev)
+                        try:
+                            self.caches[resource].apply(ev)
+                        except (ValueError, TypeError):
+                            # Only the API server writes here, so this is a bug or a damaged
+                            # value; one bad value must not stop every watch.
+                            log.exception("skipping undecodable event for %s", ev.kv.key)
                     if ev.kv.mod_revision > self.revision:
                         self._set_revision(ev.kv.mod_revision)
                 log.warning("store watch ended; restarting it")
