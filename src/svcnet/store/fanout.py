@@ -80,8 +80,10 @@ class WatchHub:
             if not matching:
                 continue
             for sub in list(subs):
-                if len(sub.events) + len(matching) > self._buffer_size:
-                    # Never a partial batch: the consumer's last revision stays a whole one.
+                if len(sub.events) >= self._buffer_size:
+                    # A whole batch is taken or none of it, so the consumer's last revision is
+                    # always complete; a consumer that keeps up is never cut off by one large
+                    # group commit, so the bound is buffer_size plus one batch.
                     sub.overflowed = True
                     self.unsubscribe(sub)
                 else:
