@@ -332,14 +332,14 @@ async def test_watch_replays_then_follows_live_with_no_gap_or_duplicate(store: S
 async def test_watch_from_zero_means_from_now_and_future_start_waits(store: Store) -> None:
     await store.create("/z/old", b"old")
     now = store.watch("/z/", 0)
+    early = await store.create("/z/early", b"written before the first iteration")
     later_start = await store.current_revision() + 3
     later = store.watch("/z/", later_start)
-    first_pending = asyncio.ensure_future(next_event(now))
     later_pending = asyncio.ensure_future(next_event(later))
-    await asyncio.sleep(0.05)  # both watches are subscribed and waiting
+    await asyncio.sleep(0.05)  # subscribed and waiting for a revision that does not exist yet
     for i in range(4):
         await store.create(f"/z/{i}", b"new")
-    assert (await first_pending).kv.key == "/z/0"
+    assert [(await next_event(now)).kv for _ in range(2)] == [early, await store.get("/z/0")]
     event = await later_pending
     assert (event.kv.key, event.kv.mod_revision) == ("/z/2", later_start)
     await now.aclose()

@@ -308,7 +308,10 @@ class SqliteStore(Store):
     # -- watch -----------------------------------------------------------------------------------
 
     def watch(self, prefix: str, start_revision: int) -> WatchStream:
-        """Revision 0 (or below) means "from the next revision", as in etcd."""
+        """Revision 0 (or below) means "from the revision after the current one" (as in etcd),
+        fixed now, not at the first iteration."""
+        if start_revision <= 0:
+            start_revision = self._revision + 1
         return WatchStream(self._hub, prefix, start_revision, self._published_revision, self._replay)
 
     def _published_revision(self) -> int:
