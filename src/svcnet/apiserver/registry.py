@@ -281,10 +281,9 @@ class Registry:
             if kv is None:
                 if subresource is not None or resource.plural not in CREATE_ON_UPDATE:
                     raise errors.not_found(resource.plural, name, resource.group)
-                if want_rv is not None:
-                    # Create-on-update cannot honour a precondition on an object that is gone.
-                    raise errors.not_found(resource.plural, name, resource.group)
                 fresh = deep_copy(new)
+                # As upstream: a resourceVersion on a PUT that creates is not a precondition.
+                fresh["metadata"].pop("resourceVersion", None)
                 try:
                     return await self.create(resource, namespace, fresh, dry_run=dry_run), True
                 except StatusError as exc:

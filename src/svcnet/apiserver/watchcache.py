@@ -160,7 +160,9 @@ class ResourceCache:
         self._sorted = None
         self.events.clear()
         self.window_start = revision
-        self.last_change = 0
+        # Deletions before the load left no trace here, so the loaded state is only known to
+        # be the state at ``revision`` itself; older snapshots are read from the store.
+        self.last_change = revision
 
     def sorted_keys(self) -> list[str]:
         if self._sorted is None:
@@ -268,9 +270,7 @@ class WatchCache:
             except (ValueError, TypeError):
                 log.error("skipping undecodable object at %s", kv.key)
                 continue
-            cache = self.caches[resource]
-            cache.items[kv.key] = entry
-            cache.last_change = max(cache.last_change, kv.mod_revision)
+            self.caches[resource].items[kv.key] = entry
         self._set_revision(max(rev, result.revision))
         self.ready.set()
 
