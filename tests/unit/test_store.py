@@ -631,3 +631,33 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         assert (await store.create("/crash/after", b"x")).mod_revision > newest_acknowledged
     finally:
         await store.close()
+
+
+async def test_an_interrupted_compaction_finishes_after_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    store = SqliteStore(path, compact_interval=0)
+    await store.start()
+    for i in range(10):
+        kv = await store.create(f"/i/{i}", b"0")
+        for j in range(3):
+            kv = await store.update(kv.key, str(j).encode(), None)
+    newest = await store.current_revision()
+    await store.close()
+    # As if killed right after the first batch recorded the target and deleted nothing yet.
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'compact_rev'", (newest,))
+
+    store = SqliteStore(path, compact_interval=0)
+    await store.start()
+    try:
+        assert store.compacted_revision == newest
+        for _ in range(500):
+            with sqlite3.connect(path) as conn:
+                (rows,) = conn.execute("SELECT COUNT(*) FROM kv").fetchone()
+            if rows == 10:
+                break
+            await asyncio.sleep(0.01)
+        assert rows == 10
+        assert [kv.value for kv in (await store.range("/i/")).kvs] == [b"2"] * 10
+    finally:
+        await store.close()
