@@ -649,24 +649,26 @@ class Registry:
     async def _collect_dependents(self, owner_uid: str, namespace: str | None) -> None:
         await self.cache.sync(self.wait_seconds)
         for resource in resources.RESOURCES:
-            if not resource.namespaced or namespace is None:
-                continue
-            for entry in list(self.cache.cache(resource).entries(namespace)):
-                refs = entry.obj.get("metadata", {}).get("ownerReferences") or []
-                if not any(isinstance(r, dict) and r.get("uid") == owner_uid for r in refs):
+            rcache = self.cache.cache(resource)
+            for key in list(rcache.dependents.get(owner_uid, ())):
+                entry = rcache.items.get(key)
+                if entry is None:
                     continue
-                name = entry.obj["metadata"].get("name", "")
+                md = entry.obj.get("metadata", {})
+                dep_ns, dep_name = md.get("namespace"), md.get("name", "")
+                if resource.namespaced and namespace is not None and dep_ns != namespace:
+                    continue  # ownerReferences never cross namespaces
                 try:
                     await self.delete(
-                        resource, namespace, name, DeleteOptions(propagation_policy="Background")
+                        resource, dep_ns, dep_name, DeleteOptions(propagation_policy="Background")
                     )
                 except StatusError as exc:
                     if exc.code != 404:
                         log.warning(
-                            "deleting dependent %s %s/%s: %s", resource.plural, namespace, name, exc.message
+                            "deleting dependent %s %s/%s: %s", resource.plural, dep_ns, dep_name, exc.message
                         )
                 except Exception:
-                    log.exception("deleting dependent %s %s/%s", resource.plural, namespace, name)
+                    log.exception("deleting dependent %s %s/%s", resource.plural, dep_ns, dep_name)
 
     async def _delete_namespace(self, kv: KeyValue, obj: dict[str, Any], dry_run: bool) -> DeleteResult:
         md = obj["metadata"]

@@ -154,9 +154,46 @@ class ResourceCache:
         self.window_start = 0  # every event with rev > window_start is in ``events``
         self.last_change = 0  # revision of this resource's newest event
         self.watchers: set[Watcher] = set()
+        # ownerReferences uid -> keys of the objects naming it (cascading deletion).
+        self.dependents: dict[str, set[str]] = {}
+
+    def _index(self, entry: Entry, add: bool) -> None:
+        refs = (entry.obj.get("metadata") or {}).get("ownerReferences")
+        if not isinstance(refs, list):
+            return
+        for ref in refs:
+            uid = ref.get("uid") if isinstance(ref, dict) else None
+            if not isinstance(uid, str):
+                continue
+            if add:
+                self.dependents.setdefault(uid, set()).add(entry.key)
+            else:
+                keys = self.dependents.get(uid)
+                if keys is not None:
+                    keys.discard(entry.key)
+                    if not keys:
+                        del self.dependents[uid]
+
+    def put_entry(self, entry: Entry) -> Entry | None:
+        prev = self.items.get(entry.key)
+        if prev is None:
+            self._sorted = None
+        else:
+            self._index(prev, add=False)
+        self.items[entry.key] = entry
+        self._index(entry, add=True)
+        return prev
+
+    def remove_entry(self, key: str) -> Entry | None:
+        prev = self.items.pop(key, None)
+        if prev is not None:
+            self._sorted = None
+            self._index(prev, add=False)
+        return prev
 
     def reset(self, revision: int) -> None:
         self.items.clear()
+        self.dependents.clear()
         self._sorted = None
         self.events.clear()
         self.window_start = revision
@@ -191,19 +228,15 @@ class ResourceCache:
     def apply(self, ev: Event) -> None:
         key = ev.kv.key
         rev = ev.kv.mod_revision
-        prev = self.items.get(key)
         if ev.type == "DELETE":
+            prev = self.remove_entry(key)
             if prev is None:
                 return
-            del self.items[key]
-            self._sorted = None
             entry = with_revision(prev, rev) if ev.prev_kv is None else decode_kv(ev.prev_kv, rev)
             cev = CacheEvent(rev, DELETED, entry, prev)
         else:
             entry = decode_kv(ev.kv)
-            if prev is None:
-                self._sorted = None
-            self.items[key] = entry
+            prev = self.put_entry(entry)
             cev = CacheEvent(rev, MODIFIED if prev is not None else ADDED, entry, prev)
         self.last_change = rev
         self.events.append(cev)
@@ -270,7 +303,7 @@ class WatchCache:
             except (ValueError, TypeError):
                 log.error("skipping undecodable object at %s", kv.key)
                 continue
-            self.caches[resource].items[kv.key] = entry
+            self.caches[resource].put_entry(entry)
         self._set_revision(max(rev, result.revision))
         self.ready.set()
 
