@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sqlite3
 import statistics
 import sys
@@ -158,6 +159,8 @@ def main() -> None:
     print(f"range all, old revision:    {result['range_old_s'] * 1000:10.1f} ms")
     print(f"range all, pages of 500:    {result['range_paged_s'] * 1000:10.1f} ms")
     print(f"sequential gets:            {result['get_per_s']:10.0f} /s")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS (whole process):   {peak_mb:10.0f} MB")
 
 
 if __name__ == "__main__":
