@@ -817,3 +817,38 @@ def test_update_inherits_policy_and_single_stack_downgrade_trims() -> None:
     assert new["spec"]["clusterIPs"] == ["10.96.0.10"]
     assert new["spec"]["ipFamilies"] == ["IPv4"]
     assert validate_update(new, old) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Through the REST layer: every table case is a 422 Status naming the same cause
+
+
+async def test_invalid_services_are_422_statuses_over_http(tmp_path: Any) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from svcnet.apiserver.app import build_app
+    from svcnet.apiserver.options import ApiServerOptions
+    from svcnet.store.sqlite import SqliteStore
+
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    client = TestClient(TestServer(build_app(store, ApiServerOptions())))
+    await client.start_server()
+    try:
+        for case_id, body, field, reason, text in INVALID:
+            if case_id == "namespace-missing":
+                continue  # over HTTP the namespace comes from the URL
+            reply = await client.post("/api/v1/namespaces/default/services", json=body)
+            status = await reply.json()
+            assert reply.status == 422, (case_id, status)
+            assert (status["kind"], status["reason"], status["code"]) == ("Status", "Invalid", 422)
+            assert status["details"]["kind"] == "Service"
+            matching = [
+                c for c in status["details"]["causes"] if c["field"] == field and c["reason"] == reason
+            ]
+            assert any(text in c["message"] for c in matching), (case_id, status["details"]["causes"])
+        reply = await client.post("/api/v1/namespaces/default/services", json=service())
+        assert reply.status == 201, await reply.text()
+    finally:
+        await client.close()
+        await store.close()
