@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from svcnet.netfilter.trace import Step, TraceResult
 
-_COMMENT = re.compile(r'(?:--comment|comment) (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_COMMENT = re.compile(r'(?<![-\w])(?:--comment|comment)\s+(?:"((?:[^"\\]|\\.)*)"|(?!-)(\S+))')
 
 
 def rule_comment(rule: str) -> str | None:
