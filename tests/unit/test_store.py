@@ -661,3 +661,22 @@ async def test_an_interrupted_compaction_finishes_after_restart(tmp_path: Path) 
         assert [kv.value for kv in (await store.range("/i/")).kvs] == [b"2"] * 10
     finally:
         await store.close()
+
+
+async def test_replay_in_chunks_that_split_a_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import svcnet.store.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "_REPLAY_CHUNK", 3)
+    store = SqliteStore(str(tmp_path / "state.db"), compact_interval=0)
+    await store.start()
+    try:
+        for round_ in range(5):
+            await store.txn([Put(f"/x/{k}", f"{round_}".encode()) for k in "dcba"])
+        watch = store.watch("/x/", 2)
+        got = [(e.kv.mod_revision, e.kv.key, e.kv.value) for e in [await next_event(watch) for _ in range(16)]]
+        assert got == [(r, f"/x/{k}", f"{r - 1}".encode()) for r in range(2, 6) for k in "abcd"]
+        await watch.aclose()
+    finally:
+        await store.close()

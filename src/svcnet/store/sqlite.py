@@ -323,7 +323,8 @@ class SqliteStore(Store):
             raise CompactedError(first, self._compacted)
         where, params = _prefix_clause(prefix, None, column="k.name")
         sql = f"{_REPLAY_COLUMNS} WHERE k.revision >= ? AND k.revision <= ? AND {where}"
-        params = [first, last, *params]
+        lowest = first if after is None else max(first, after[0])  # narrows the index scan
+        params = [lowest, last, *params]
         if after is not None:
             sql += " AND (k.revision, k.name) > (?, ?)"
             params += list(after)
