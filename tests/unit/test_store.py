@@ -675,7 +675,8 @@ async def test_replay_in_chunks_that_split_a_transaction(
         for round_ in range(5):
             await store.txn([Put(f"/x/{k}", f"{round_}".encode()) for k in "dcba"])
         watch = store.watch("/x/", 2)
-        got = [(e.kv.mod_revision, e.kv.key, e.kv.value) for e in [await next_event(watch) for _ in range(16)]]
+        events = [await next_event(watch) for _ in range(16)]
+        got = [(e.kv.mod_revision, e.kv.key, e.kv.value) for e in events]
         assert got == [(r, f"/x/{k}", f"{r - 1}".encode()) for r in range(2, 6) for k in "abcd"]
         await watch.aclose()
     finally:
