@@ -840,3 +840,39 @@ def test_validation_never_raises_on_odd_shapes(
     ):
         errors = run()
         assert all(e.body() and isinstance(e.field, str) for e in errors)
+
+
+def test_pod_status_keeps_qos_class_and_terminated_containers_of_never_pods() -> None:
+    old = stored(pod(restartPolicy="Never"))
+    old["status"]["containerStatuses"] = [{"name": "web", "state": {"terminated": {"exitCode": 0}}}]
+    new = copy.deepcopy(old)
+    new["status"] = {"phase": "Running", "containerStatuses": [{"name": "web", "state": {"running": {}}}]}
+    prepare_for_status_update(new, old)
+    assert new["status"]["qosClass"] == "BestEffort"  # backfilled from the stored pod
+    assert causes(validate_status_update(new, old)) == [
+        (
+            "status.containerStatuses[0].state",
+            "FieldValueForbidden",
+            "Forbidden: may not be transitioned to non-terminated state",
+        )
+    ]
+    new["status"] = {"qosClass": "Guaranteed"}
+    assert causes(validate_status_update(new, old)) == [
+        ("status.qosClass", "FieldValueInvalid", 'Invalid value: "Guaranteed": field is immutable')
+    ]
+
+
+def test_pod_status_ips_one_per_family() -> None:
+    old = stored(pod())
+    new = copy.deepcopy(old)
+    new["status"]["podIPs"] = [{"ip": "10.244.1.5"}, {"ip": "10.244.1.6"}]
+    prepare_for_status_update(new, old)
+    assert causes(validate_status_update(new, old)) == [
+        (
+            "status.podIPs",
+            "FieldValueInvalid",
+            'Invalid value: []string{"10.244.1.5", "10.244.1.6"}: may specify no more than one IP for each IP family',
+        )
+    ]
+    new["status"]["podIPs"] = [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}]
+    assert validate_status_update(new, old) == []

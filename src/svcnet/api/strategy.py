@@ -362,6 +362,11 @@ def _pod_status_update(new: dict[str, Any], old: dict[str, Any]) -> None:
     meta, old_meta = _meta(new), as_dict(old.get("metadata"))
     _keep_old(meta, old_meta, "ownerReferences")
     _keep_old(meta, old_meta, "deletionTimestamp")
+    # The QoS class is set at creation; old kubelets dropped it, so it is backfilled.
+    status = new.get("status")
+    old_qos = as_dict(old.get("status")).get("qosClass")
+    if isinstance(status, dict) and not status.get("qosClass") and old_qos:
+        status["qosClass"] = old_qos
 
 
 # --------------------------------------------------------------------------------------------

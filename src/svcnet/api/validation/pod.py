@@ -20,8 +20,10 @@ from svcnet.api.validation.common import (
     as_int,
     as_list,
     as_str,
+    go_slice,
     inclusive_range_error,
     is_dns1123_subdomain,
+    is_dual_stack,
     is_int,
     is_valid_ip,
     is_valid_label_value,
@@ -32,6 +34,7 @@ from svcnet.api.validation.common import (
     validate_annotations,
     validate_dns1123_label,
     validate_dns1123_subdomain,
+    validate_immutable,
     validate_label_name,
     validate_labels,
     validate_nonnegative,
@@ -645,40 +648,90 @@ def _validate_only_added_tolerations(new: Any, old: Any) -> list[FieldError]:
     return _validate_tolerations(new_list, "spec.tolerations")
 
 
+def _validate_container_state_transitions(
+    new: Any, old: Any, path: str, restart_policy: str
+) -> list[FieldError]:
+    """A container that ended may not come back unless the restart policy restarts it."""
+    if restart_policy == "Always":
+        return []
+    errs: list[FieldError] = []
+    new_statuses = [as_dict(s) for s in as_list(new)]
+    for i, old_status in enumerate(as_list(old)):
+        old_status = as_dict(old_status)
+        terminated = as_dict(old_status.get("state")).get("terminated")
+        if terminated is None:
+            continue
+        if as_int(as_dict(terminated).get("exitCode")) != 0 and restart_policy == "OnFailure":
+            continue
+        for new_status in new_statuses:
+            if (
+                new_status.get("name") == old_status.get("name")
+                and as_dict(new_status.get("state")).get("terminated") is None
+            ):
+                errs.append(
+                    forbidden(f"{path}[{i}].state", "may not be transitioned to non-terminated state")
+                )
+    return errs
+
+
+def _validate_status_ips(status: dict[str, Any], key: str, path: str) -> list[FieldError]:
+    ips = [as_str(as_dict(e).get("ip")) for e in as_list(status.get(key))]
+    errs: list[FieldError] = []
+    if key == "hostIPs" and ips and ips[0] != as_str(status.get("hostIP")):
+        errs.append(invalid_value(f"{path}[0].ip", ips[0], "must be equal to `hostIP`"))
+    for i, ip in enumerate(ips):
+        errs.extend(is_valid_ip(f"{path}[{i}].ip" if key == "hostIPs" else f"{path}[{i}]", ip))
+    if errs or len(ips) < 2:
+        return errs
+    seen: set[str] = set()
+    for i, ip in enumerate(ips):
+        if ip in seen:
+            errs.append(duplicate(f"{path}[{i}]", ip))
+        seen.add(ip)
+    if not is_dual_stack(ips) or len(ips) > 2:
+        errs.append(invalid_value(path, go_slice(ips), "may specify no more than one IP for each IP family"))
+    return errs
+
+
 def validate_pod_status_update(pod: Any, old: Any) -> list[FieldError]:
-    """ValidatePodStatusUpdate basics: metadata, nominatedNodeName, pod and host IPs."""
+    """ValidatePodStatusUpdate basics: metadata, nodeName, nominatedNodeName, qosClass
+    immutability, container state transitions under the restart policy, pod and host IPs."""
     pod, old = as_dict(pod), as_dict(old)
     errs = validate_object_meta_update(pod.get("metadata"), old.get("metadata"))
-    status = as_dict(pod.get("status"))
+    status, old_status = as_dict(pod.get("status")), as_dict(old.get("status"))
+    spec, old_spec = as_dict(pod.get("spec")), as_dict(old.get("spec"))
+    if as_str(spec.get("nodeName")) != as_str(old_spec.get("nodeName")):
+        errs.append(forbidden("status.nodeName", "may not be changed directly"))
     nominated = as_str(status.get("nominatedNodeName"))
-    if nominated:
+    if nominated and nominated != as_str(old_status.get("nominatedNodeName")):
         errs.extend(
             invalid_value("status.nominatedNodeName", nominated, m)
             for m in name_is_dns_subdomain(nominated, False)
         )
-    for field_name in ("podIPs", "hostIPs"):
-        entries = [as_str(as_dict(e).get("ip")) for e in as_list(status.get(field_name))]
-        for i, ip in enumerate(entries):
-            errs.extend(
-                is_valid_ip(
-                    f"status.{field_name}[{i}].ip" if field_name == "hostIPs" else f"status.podIPs[{i}]", ip
-                )
-            )
-        seen: set[str] = set()
-        for i, ip in enumerate(entries):
-            if ip in seen:
-                errs.append(duplicate(f"status.{field_name}[{i}]", ip))
-            seen.add(ip)
-    if status.get("hostIPs") and as_str(as_dict(as_list(status.get("hostIPs"))[0]).get("ip")) != as_str(
-        status.get("hostIP")
-    ):
-        errs.append(
-            invalid_value(
-                "status.hostIPs[0].ip",
-                as_str(as_dict(as_list(status.get("hostIPs"))[0]).get("ip")),
-                "must be equal to `hostIP`",
-            )
+    errs.extend(
+        validate_immutable(
+            as_str(status.get("qosClass")), as_str(old_status.get("qosClass")), "status.qosClass"
         )
+    )
+    restart_policy = as_str(old_spec.get("restartPolicy"))
+    errs.extend(
+        _validate_container_state_transitions(
+            status.get("containerStatuses"),
+            old_status.get("containerStatuses"),
+            "status.containerStatuses",
+            restart_policy,
+        )
+    )
+    errs.extend(
+        _validate_container_state_transitions(
+            status.get("initContainerStatuses"),
+            old_status.get("initContainerStatuses"),
+            "status.initContainerStatuses",
+            restart_policy,
+        )
+    )
+    errs.extend(_validate_status_ips(status, "podIPs", "status.podIPs"))
+    errs.extend(_validate_status_ips(status, "hostIPs", "status.hostIPs"))
     return errs
 
 
