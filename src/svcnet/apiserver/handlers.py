@@ -70,7 +70,7 @@ class RequestContext:
         self.field_validation = mode
         self.warnings: list[str] = []
 
-    def check_fields(
+    def decode_fields(
         self,
         api_version: str,
         kind: str,
@@ -78,10 +78,12 @@ class RequestContext:
         duplicates: list[str],
         decode_version: str,
         raw: bytes | None = None,
-    ) -> None:
-        """Unknown and duplicate fields: 400 under Strict, Warning headers under Warn."""
+    ) -> dict[str, Any]:
+        """What decoding into the kind's Go type yields: unknown and duplicate fields are a
+        400 under Strict and Warning headers under Warn, and unknown fields are dropped."""
         if self.field_validation == "Ignore":
-            return
+            return hooks.drop_unknown_fields(api_version, kind, obj)
+        unknown = hooks.unknown_fields(api_version, kind, obj)
         problems: list[str] | None = None
         if duplicates and raw is not None:
             # Rare: let the schema walk the raw document, which knows where upstream's decoder
@@ -90,15 +92,15 @@ class RequestContext:
                 problems = hooks.strict_decoding_errors(raw, api_version, kind)
         if problems is None:
             problems = [f"duplicate field {go_quote(p)}" for p in duplicates]
-            problems += [f"unknown field {go_quote(p)}" for p in hooks.unknown_fields(api_version, kind, obj)]
-        if not problems:
-            return
-        if self.field_validation == "Strict":
+            problems += [f"unknown field {go_quote(p)}" for p in unknown]
+        if problems and self.field_validation == "Strict":
             raise errors.bad_request(
                 f'{kind} in version "{decode_version}" cannot be handled as a {kind}: '
                 f"strict decoding error: {', '.join(problems)}"
             )
         self.warnings.extend(problems)
+        # Nothing unknown (the usual case): nothing to drop, skip the copy.
+        return hooks.drop_unknown_fields(api_version, kind, obj) if unknown else obj
 
     def respond(self, body: Any, status: int = 200) -> web.Response:
         response = json_response(body, status)
@@ -255,8 +257,7 @@ class ResourceHandlers:
         obj, dups, raw = await self._read_object(request, res, res.kind)
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
-            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version, raw)
-            obj = hooks.drop_unknown_fields(res.api_version, res.kind, obj)
+            obj = ctx.decode_fields(res.api_version, res.kind, obj, dups, res.version, raw)
             created = await self.registry.create(res, ns, obj, dry_run=ctx.dry_run)
         return ctx.respond(created, 201)
 
@@ -268,15 +269,13 @@ class ResourceHandlers:
             obj, dups, raw = await self._read_object(request, res, "Scale")
             with decoding_guard(res, obj):
                 self.registry.check_type(res, obj, "autoscaling/v1", "Scale")
-                ctx.check_fields("autoscaling/v1", "Scale", obj, dups, "v1", raw)
-                obj = hooks.drop_unknown_fields("autoscaling/v1", "Scale", obj)
+                obj = ctx.decode_fields("autoscaling/v1", "Scale", obj, dups, "v1", raw)
                 scale = await self.registry.update_scale(res, ns, name, obj, dry_run=ctx.dry_run)
             return ctx.respond(scale)
         obj, dups, raw = await self._read_object(request, res, res.kind)
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
-            ctx.check_fields(res.api_version, res.kind, obj, dups, res.version, raw)
-            obj = hooks.drop_unknown_fields(res.api_version, res.kind, obj)
+            obj = ctx.decode_fields(res.api_version, res.kind, obj, dups, res.version, raw)
             result, created = await self.registry.update(
                 res, ns, name, obj, subresource=sub, dry_run=ctx.dry_run
             )
@@ -305,13 +304,9 @@ class ResourceHandlers:
                 return patchlib.merge_patch(doc, patch_doc)
             return patchlib.strategic_merge_patch(doc, patch_doc, api_version, kind)
 
-        warned: list[bool] = [False]
-
         def decode_patched(patched: dict[str, Any]) -> dict[str, Any]:
-            if not warned[0]:  # a retried patch reports its warnings once
-                warned[0] = True
-                ctx.check_fields(api_version, kind, patched, dups, decode_version)
-            return hooks.drop_unknown_fields(api_version, kind, patched)
+            ctx.warnings.clear()  # a retried patch reports the warnings of its last attempt
+            return ctx.decode_fields(api_version, kind, patched, dups, decode_version)
 
         with decoding_guard(res, patch_doc):
             result = await self.registry.patch(
