@@ -644,3 +644,41 @@ async def test_system_namespaces_cannot_be_deleted(api: Api) -> None:
     status, body, _ = await api.call("DELETE", "/api/v1/namespaces/default")
     assert status == 403 and body["reason"] == "Forbidden"
     assert body["message"] == 'namespaces "default" is forbidden: this namespace may not be deleted'
+
+
+async def test_restart_keeps_objects_and_paging_snapshot(tmp_path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from svcnet.apiserver.app import build_app
+    from svcnet.apiserver.options import ApiServerOptions
+    from svcnet.store.sqlite import SqliteStore
+
+    async def start() -> tuple[TestClient, SqliteStore]:
+        store = SqliteStore(str(tmp_path / "state.db"))
+        await store.start()
+        client = TestClient(TestServer(build_app(store, ApiServerOptions()), host="127.0.0.1"))
+        await client.start_server()
+        return client, store
+
+    client, store = await start()
+    base = SVC.format(ns="default")
+    for i in range(5):
+        resp = await client.post(base, json=service(f"keep-{i}"))
+        assert resp.status == 201
+    first = await (await client.get(base + "?limit=2")).json()
+    await client.close()
+    await store.close()
+
+    client, store = await start()
+    try:
+        await (await client.delete(base + "/keep-4")).read()
+        page = await (await client.get(base + f"?limit=10&continue={first['metadata']['continue']}")).json()
+        # The continuation still shows the snapshot of the first page, from before the restart.
+        assert page["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+        assert [i["metadata"]["name"] for i in page["items"]] == ["keep-2", "keep-3", "keep-4"]
+        now = await (await client.get(base)).json()
+        assert [i["metadata"]["name"] for i in now["items"]] == [f"keep-{i}" for i in range(4)]
+        assert int(now["metadata"]["resourceVersion"]) > int(first["metadata"]["resourceVersion"])
+    finally:
+        await client.close()
+        await store.close()
