@@ -5,7 +5,7 @@ def test_suffix_is_five_characters_from_upstream_alphabet():
     for _ in range(200):
         name = generate_name("web-")
         assert name.startswith("web-")
-        suffix = name[len("web-"):]
+        suffix = name[len("web-") :]
         assert len(suffix) == 5
         assert set(suffix) <= set(SUFFIX_ALPHABET)
 

@@ -1,10 +1,15 @@
 import copy
 import json
+import shutil
+import subprocess
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from svcnet.api.errors import StatusError
 from svcnet.api.patch import json_patch, merge_patch, strategic_merge_patch
+from svcnet.api.schema import drop_unknown_fields
 
 
 def status_of(fn, *args):
@@ -15,51 +20,81 @@ def status_of(fn, *args):
 
 # ---- JSON patch: RFC 6902 appendix A ---------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("doc", "ops", "expected"),
     [
         # A.1 adding an object member
         ({"foo": "bar"}, [{"op": "add", "path": "/baz", "value": "qux"}], {"foo": "bar", "baz": "qux"}),
         # A.2 adding an array element
-        ({"foo": ["bar", "baz"]}, [{"op": "add", "path": "/foo/1", "value": "qux"}],
-         {"foo": ["bar", "qux", "baz"]}),
+        (
+            {"foo": ["bar", "baz"]},
+            [{"op": "add", "path": "/foo/1", "value": "qux"}],
+            {"foo": ["bar", "qux", "baz"]},
+        ),
         # A.3 removing an object member
         ({"baz": "qux", "foo": "bar"}, [{"op": "remove", "path": "/baz"}], {"foo": "bar"}),
         # A.4 removing an array element
         ({"foo": ["bar", "qux", "baz"]}, [{"op": "remove", "path": "/foo/1"}], {"foo": ["bar", "baz"]}),
         # A.5 replacing a value
-        ({"baz": "qux", "foo": "bar"}, [{"op": "replace", "path": "/baz", "value": "boo"}],
-         {"baz": "boo", "foo": "bar"}),
+        (
+            {"baz": "qux", "foo": "bar"},
+            [{"op": "replace", "path": "/baz", "value": "boo"}],
+            {"baz": "boo", "foo": "bar"},
+        ),
         # A.6 moving a value
-        ({"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}},
-         [{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}],
-         {"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}}),
+        (
+            {"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}},
+            [{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}],
+            {"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}},
+        ),
         # A.7 moving an array element
-        ({"foo": ["all", "grass", "cows", "eat"]}, [{"op": "move", "from": "/foo/1", "path": "/foo/3"}],
-         {"foo": ["all", "cows", "eat", "grass"]}),
+        (
+            {"foo": ["all", "grass", "cows", "eat"]},
+            [{"op": "move", "from": "/foo/1", "path": "/foo/3"}],
+            {"foo": ["all", "cows", "eat", "grass"]},
+        ),
         # A.8 testing a value: success
-        ({"baz": "qux", "foo": ["a", 2, "c"]},
-         [{"op": "test", "path": "/baz", "value": "qux"}, {"op": "test", "path": "/foo/1", "value": 2}],
-         {"baz": "qux", "foo": ["a", 2, "c"]}),
+        (
+            {"baz": "qux", "foo": ["a", 2, "c"]},
+            [{"op": "test", "path": "/baz", "value": "qux"}, {"op": "test", "path": "/foo/1", "value": 2}],
+            {"baz": "qux", "foo": ["a", 2, "c"]},
+        ),
         # A.10 adding a nested member object
-        ({"foo": "bar"}, [{"op": "add", "path": "/child", "value": {"grandchild": {}}}],
-         {"foo": "bar", "child": {"grandchild": {}}}),
+        (
+            {"foo": "bar"},
+            [{"op": "add", "path": "/child", "value": {"grandchild": {}}}],
+            {"foo": "bar", "child": {"grandchild": {}}},
+        ),
         # A.11 ignoring unrecognized elements
-        ({"foo": "bar"}, [{"op": "add", "path": "/baz", "value": "qux", "xyz": 123}],
-         {"foo": "bar", "baz": "qux"}),
+        (
+            {"foo": "bar"},
+            [{"op": "add", "path": "/baz", "value": "qux", "xyz": 123}],
+            {"foo": "bar", "baz": "qux"},
+        ),
         # A.14 ~ escape ordering
         ({"/": 9, "~1": 10}, [{"op": "test", "path": "/~01", "value": 10}], {"/": 9, "~1": 10}),
         # A.16 adding an array value
-        ({"foo": ["bar"]}, [{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}],
-         {"foo": ["bar", ["abc", "def"]]}),
+        (
+            {"foo": ["bar"]},
+            [{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}],
+            {"foo": ["bar", ["abc", "def"]]},
+        ),
         # pointer escaping of "/" and "~" in keys (annotations such as example.com/x)
-        ({"a": {"example.com/x": "1", "t~": "2"}},
-         [{"op": "replace", "path": "/a/example.com~1x", "value": "3"}, {"op": "remove", "path": "/a/t~0"}],
-         {"a": {"example.com/x": "3"}}),
+        (
+            {"a": {"example.com/x": "1", "t~": "2"}},
+            [
+                {"op": "replace", "path": "/a/example.com~1x", "value": "3"},
+                {"op": "remove", "path": "/a/t~0"},
+            ],
+            {"a": {"example.com/x": "3"}},
+        ),
         # copy, and json-patch v4's negative index counting from the end
-        ({"a": [1, 2, 3], "b": {}}, [{"op": "copy", "from": "/a", "path": "/b/c"},
-                                     {"op": "remove", "path": "/a/-1"}],
-         {"a": [1, 2], "b": {"c": [1, 2, 3]}}),
+        (
+            {"a": [1, 2, 3], "b": {}},
+            [{"op": "copy", "from": "/a", "path": "/b/c"}, {"op": "remove", "path": "/a/-1"}],
+            {"a": [1, 2], "b": {"c": [1, 2, 3]}},
+        ),
         # test of a missing member against null passes (json-patch v4)
         ({"a": 1}, [{"op": "test", "path": "/b", "value": None}], {"a": 1}),
     ],
@@ -106,6 +141,7 @@ def test_json_patch_operation_limit_is_413():
 
 
 # ---- merge patch: RFC 7386 appendix A --------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("doc", "patch", "expected"),
@@ -174,8 +210,10 @@ def test_python_client_dict_patch_merges_maps():
 def test_kubectl_apply_shape_changes_one_port_and_keeps_order():
     patch = {
         "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
-        "spec": {"$setElementOrder/ports": [{"port": 80}, {"port": 443}],
-                 "ports": [{"port": 443, "targetPort": 9443}]},
+        "spec": {
+            "$setElementOrder/ports": [{"port": 80}, {"port": 443}],
+            "ports": [{"port": 443, "targetPort": 9443}],
+        },
     }
     out = smp(SERVICE, patch)
     assert out["spec"]["ports"] == [
@@ -197,8 +235,9 @@ def test_new_port_is_merged_in_front_of_server_only_items():
 
 
 def test_port_delete_directive_and_null_field():
-    out = smp(SERVICE, {"spec": {"ports": [{"port": 80, "$patch": "delete"},
-                                           {"port": 443, "targetPort": None}]}})
+    out = smp(
+        SERVICE, {"spec": {"ports": [{"port": 80, "$patch": "delete"}, {"port": 443, "targetPort": None}]}}
+    )
     assert out["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP"}]
 
 
@@ -245,10 +284,13 @@ POD = {
     "metadata": {"name": "p"},
     "spec": {
         "containers": [
-            {"name": "app", "image": "app:1",
-             "ports": [{"containerPort": 80, "protocol": "TCP"}],
-             "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
-             "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+            {
+                "name": "app",
+                "image": "app:1",
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            },
             {"name": "sidecar", "image": "side:1"},
         ],
         "initContainers": [{"name": "init", "image": "init:1"}],
@@ -263,13 +305,19 @@ POD = {
 
 
 def test_pod_containers_env_ports_and_mounts_merge_by_their_keys():
-    patch = {"spec": {"containers": [{
-        "name": "app",
-        "image": "app:2",
-        "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
-        "ports": [{"containerPort": 8080}],
-        "volumeMounts": [{"mountPath": "/data", "readOnly": True}],
-    }]}}
+    patch = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "app:2",
+                    "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+                    "ports": [{"containerPort": 8080}],
+                    "volumeMounts": [{"mountPath": "/data", "readOnly": True}],
+                }
+            ]
+        }
+    }
     out = smp(POD, patch)
     app, sidecar = out["spec"]["containers"]
     assert sidecar == {"name": "sidecar", "image": "side:1"}
@@ -280,15 +328,25 @@ def test_pod_containers_env_ports_and_mounts_merge_by_their_keys():
 
 
 def test_init_containers_merge_by_name_and_tolerations_are_replaced():
-    out = smp(POD, {"spec": {"initContainers": [{"name": "init", "image": "init:2"}],
-                             "tolerations": [{"key": "b", "operator": "Exists"}]}})
+    out = smp(
+        POD,
+        {
+            "spec": {
+                "initContainers": [{"name": "init", "image": "init:2"}],
+                "tolerations": [{"key": "b", "operator": "Exists"}],
+            }
+        },
+    )
     assert out["spec"]["initContainers"] == [{"name": "init", "image": "init:2"}]
     assert out["spec"]["tolerations"] == [{"key": "b", "operator": "Exists"}]
 
 
 def test_volume_retain_keys_swaps_the_volume_source():
-    patch = {"spec": {"volumes": [{"name": "data", "hostPath": {"path": "/srv"},
-                                   "$retainKeys": ["hostPath", "name"]}]}}
+    patch = {
+        "spec": {
+            "volumes": [{"name": "data", "hostPath": {"path": "/srv"}, "$retainKeys": ["hostPath", "name"]}]
+        }
+    }
     assert smp(POD, patch)["spec"]["volumes"] == [{"name": "data", "hostPath": {"path": "/srv"}}]
 
 
@@ -299,38 +357,72 @@ def test_retain_keys_must_list_every_patched_field():
 
 
 def test_pod_status_conditions_by_type_and_pod_ips_by_ip():
-    out = smp(POD, {"status": {"conditions": [{"type": "Ready", "status": "True"}],
-                               "podIPs": [{"ip": "fd00::5"}]}})
-    assert {c["type"]: c["status"] for c in out["status"]["conditions"]} == {"Ready": "True",
-                                                                            "Initialized": "True"}
+    out = smp(
+        POD, {"status": {"conditions": [{"type": "Ready", "status": "True"}], "podIPs": [{"ip": "fd00::5"}]}}
+    )
+    assert {c["type"]: c["status"] for c in out["status"]["conditions"]} == {
+        "Ready": "True",
+        "Initialized": "True",
+    }
     assert {p["ip"] for p in out["status"]["podIPs"]} == {"10.0.0.5", "fd00::5"}
 
 
 def test_node_addresses_and_conditions_by_type_and_pod_cidrs_as_set():
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
-            "spec": {"podCIDRs": ["10.244.0.0/24"]},
-            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
-                                     {"type": "Hostname", "address": "n"}],
-                       "conditions": [{"type": "Ready", "status": "Unknown"}]}}
-    out = smp(node, {"spec": {"podCIDRs": ["fd00:10::/64"]},
-                     "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.9"}],
-                                "conditions": [{"type": "Ready", "status": "True"}]}})
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n"},
+        "spec": {"podCIDRs": ["10.244.0.0/24"]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "192.0.2.1"},
+                {"type": "Hostname", "address": "n"},
+            ],
+            "conditions": [{"type": "Ready", "status": "Unknown"}],
+        },
+    }
+    out = smp(
+        node,
+        {
+            "spec": {"podCIDRs": ["fd00:10::/64"]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "192.0.2.9"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        },
+    )
     # Upstream's ordering puts patch items that the live list lacks in front.
     assert out["spec"]["podCIDRs"] == ["fd00:10::/64", "10.244.0.0/24"]
-    assert {a["type"]: a["address"] for a in out["status"]["addresses"]} == {"InternalIP": "192.0.2.9",
-                                                                            "Hostname": "n"}
+    assert {a["type"]: a["address"] for a in out["status"]["addresses"]} == {
+        "InternalIP": "192.0.2.9",
+        "Hostname": "n",
+    }
     assert out["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
 
 
 def test_deployment_template_uses_pod_spec_keys_and_conditions_merge():
-    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-           "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "d"}},
-                                                "spec": copy.deepcopy(POD["spec"])}},
-           "status": {"conditions": [{"type": "Available", "status": "True"}]}}
-    patch = {"spec": {"replicas": 3, "template": {"spec": {
-        "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
-        "containers": [{"name": "sidecar", "image": "side:2"}],
-    }}}, "status": {"conditions": [{"type": "Progressing", "status": "True"}]}}
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "replicas": 1,
+            "template": {"metadata": {"labels": {"app": "d"}}, "spec": copy.deepcopy(POD["spec"])},
+        },
+        "status": {"conditions": [{"type": "Available", "status": "True"}]},
+    }
+    patch = {
+        "spec": {
+            "replicas": 3,
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
+                    "containers": [{"name": "sidecar", "image": "side:2"}],
+                }
+            },
+        },
+        "status": {"conditions": [{"type": "Progressing", "status": "True"}]},
+    }
     out = smp(dep, patch, "apps/v1")
     containers = out["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["app", "sidecar"]
@@ -341,18 +433,27 @@ def test_deployment_template_uses_pod_spec_keys_and_conditions_merge():
 
 
 def test_statefulset_template_containers_merge():
-    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
-           "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:1"}]}}}}
-    out = smp(sts, {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}},
-              "apps/v1")
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "s"},
+        "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:1"}]}}},
+    }
+    out = smp(
+        sts, {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}, "apps/v1"
+    )
     assert out["spec"]["template"]["spec"]["containers"] == [{"name": "db", "image": "db:2"}]
 
 
 def test_endpointslice_lists_are_replaced():
-    eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "e"},
-           "addressType": "IPv4",
-           "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}],
-           "ports": [{"name": "http", "port": 80}]}
+    eps = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "e"},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}],
+        "ports": [{"name": "http", "port": 80}],
+    }
     out = smp(eps, {"endpoints": [{"addresses": ["10.0.0.3"]}]}, "discovery.k8s.io/v1")
     assert out["endpoints"] == [{"addresses": ["10.0.0.3"]}]
     assert out["ports"] == [{"name": "http", "port": 80}]
@@ -372,21 +473,39 @@ def test_null_patch_is_a_no_op():
 @pytest.mark.parametrize(
     ("patch", "code", "message"),
     [
-        ({"metadata": {"$deleteFromPrimitiveListX/finalizers": ["a"]}}, 400,
-         "invalid patch format of primitive list"),
-        ({"spec": {"$setElementOrder/ports": "x"}}, 500,
-         "expected a []interface {}, but received a string"),
+        (
+            {"metadata": {"$deleteFromPrimitiveListX/finalizers": ["a"]}},
+            400,
+            "invalid patch format of primitive list",
+        ),
+        ({"spec": {"$setElementOrder/ports": "x"}}, 500, "expected a []interface {}, but received a string"),
         ({"spec": {"$retainKeys": "ports"}}, 400, "invalid patch format of retainKeys"),
-        ({"spec": {"ports": [{"name": "x"}]}}, 500,
-         "map: map[name:x] does not contain declared merge key: port"),
-        ({"spec": {"ports": [{"$patch": "merge", "port": 80}]}}, 500,
-         "merging lists cannot yet be specified in the patch"),
-        ({"spec": {"selector": {"$patch": "merge"}}}, 500,
-         "unknown patch type: merge in map: map[$patch:merge]"),
-        ({"spec": {"ports": [[1]]}}, 500, "list element types are not identical: [[map[name:http port:80 "
-         "protocol:TCP targetPort:8080] map[name:https port:443 protocol:TCP targetPort:8443]] [[1]]]"),
-        (["not", "a", "map"], 400,
-         "json: cannot unmarshal array into Go value of type map[string]interface {}"),
+        (
+            {"spec": {"ports": [{"name": "x"}]}},
+            500,
+            "map: map[name:x] does not contain declared merge key: port",
+        ),
+        (
+            {"spec": {"ports": [{"$patch": "merge", "port": 80}]}},
+            500,
+            "merging lists cannot yet be specified in the patch",
+        ),
+        (
+            {"spec": {"selector": {"$patch": "merge"}}},
+            500,
+            "unknown patch type: merge in map: map[$patch:merge]",
+        ),
+        (
+            {"spec": {"ports": [[1]]}},
+            500,
+            "list element types are not identical: [[map[name:http port:80 "
+            "protocol:TCP targetPort:8080] map[name:https port:443 protocol:TCP targetPort:8443]] [[1]]]",
+        ),
+        (
+            ["not", "a", "map"],
+            400,
+            "json: cannot unmarshal array into Go value of type map[string]interface {}",
+        ),
     ],
 )
 def test_smp_errors(patch, code, message):
@@ -414,3 +533,368 @@ def test_results_are_json_serialisable_and_independent_of_inputs():
     assert SERVICE["spec"]["ports"][1]["port"] == 443
     assert patch == {"spec": {"ports": [{"port": 443, "targetPort": 1}]}}
     json.dumps(out)
+
+
+# ---- differential: kubectl patch --local runs upstream's own Go patch code ----------------
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl (upstream's Go patch code) not installed")
+
+
+def _normalize(obj):
+    """What a typed decode + encode keeps: known fields, no empty or zero values (omitempty)."""
+
+    def strip(v):
+        if isinstance(v, dict):
+            out = {k: strip(x) for k, x in v.items()}
+            return {k: x for k, x in out.items() if x not in (None, {}, [], "", 0, False)}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(drop_unknown_fields(obj["apiVersion"], obj["kind"], obj))
+
+
+def _kubectl_patch(tmp_path, doc, patch, patch_type):
+    path = tmp_path / "obj.json"
+    path.write_text(json.dumps(doc))
+    proc = subprocess.run(
+        [
+            KUBECTL,
+            "patch",
+            "-f",
+            str(path),
+            "--local",
+            "--type",
+            patch_type,
+            "-p",
+            json.dumps(patch),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def _ours(doc, patch, patch_type):
+    try:
+        if patch_type == "strategic":
+            return strategic_merge_patch(doc, patch, doc["apiVersion"], doc["kind"])
+        if patch_type == "merge":
+            return merge_patch(doc, patch)
+        return json_patch(doc, patch)
+    except StatusError:
+        return None
+
+
+def assert_same_as_kubectl(tmp_path, doc, patch, patch_type="strategic"):
+    theirs = _kubectl_patch(tmp_path, doc, patch, patch_type)
+    ours = _ours(doc, patch, patch_type)
+    assert (theirs is None) == (ours is None), (patch, theirs, ours)
+    if theirs is not None:
+        assert _normalize(ours) == _normalize(theirs), patch
+
+
+NODE = {
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {"name": "n"},
+    "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+    "status": {
+        "addresses": [{"type": "InternalIP", "address": "192.0.2.1"}, {"type": "Hostname", "address": "n"}],
+        "conditions": [{"type": "Ready", "status": "Unknown"}, {"type": "MemoryPressure", "status": "False"}],
+    },
+}
+POD_WITH_FINALIZERS = copy.deepcopy(POD)
+POD_WITH_FINALIZERS["metadata"].update(
+    finalizers=["a", "b"], ownerReferences=[{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u1"}]
+)
+
+SMP_CASES = [
+    (SERVICE, {"spec": {"ports": [{"port": 8080, "protocol": "TCP"}]}}),
+    (
+        SERVICE,
+        {
+            "spec": {
+                "$setElementOrder/ports": [{"port": 443}, {"port": 80}],
+                "ports": [{"port": 443, "targetPort": 9443}],
+            }
+        },
+    ),
+    (
+        SERVICE,
+        {
+            "spec": {
+                "$setElementOrder/ports": [{"port": 9000}, {"port": 443}, {"port": 80}],
+                "ports": [{"port": 9000, "protocol": "TCP"}],
+            }
+        },
+    ),
+    (
+        SERVICE,
+        {"spec": {"$setElementOrder/ports": [{"port": 80}], "ports": [{"port": 443, "$patch": "delete"}]}},
+    ),
+    (
+        SERVICE,
+        {
+            "spec": {
+                "$setElementOrder/ports": [{"port": 80}, {"port": 8443}],
+                "ports": [{"port": 8443, "protocol": "TCP"}, {"port": 443, "$patch": "delete"}],
+            }
+        },
+    ),
+    (SERVICE, {"spec": {"ports": [{"port": 80, "$patch": "delete"}, {"port": 443, "targetPort": None}]}}),
+    (SERVICE, {"spec": {"ports": [{"port": 53, "protocol": "UDP"}, {"$patch": "replace"}]}}),
+    (SERVICE, {"spec": {"selector": {"$patch": "replace", "run": "x"}}}),
+    (SERVICE, {"spec": {"clusterIP": None, "clusterIPs": ["10.96.0.11"]}}),
+    (SERVICE, {"metadata": {"finalizers": ["c", "a"]}}),
+    (
+        SERVICE,
+        {
+            "metadata": {
+                "$setElementOrder/finalizers": ["c", "b"],
+                "$deleteFromPrimitiveList/finalizers": ["a"],
+                "finalizers": ["c"],
+            }
+        },
+    ),
+    (SERVICE, {"metadata": {"$deleteFromPrimitiveListX/finalizers": ["a"]}}),
+    (SERVICE, {"spec": {"ports": [{"name": "x"}]}}),
+    (SERVICE, {"spec": {"ports": [{"$patch": "merge", "port": 80}]}}),
+    (SERVICE, {"spec": {"$retainKeys": ["ports", "selector"], "ports": [{"port": 80, "name": "h"}]}}),
+    (SERVICE, {"spec": {"ports": [{"port": 80}, {"port": 80, "name": "dup"}]}}),
+    (SERVICE, {"spec": {"ports": None}}),
+    (
+        POD_WITH_FINALIZERS,
+        {
+            "spec": {
+                "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
+                "containers": [{"name": "sidecar", "image": "s:2"}],
+            }
+        },
+    ),
+    (
+        POD_WITH_FINALIZERS,
+        {"spec": {"containers": [{"name": "new", "image": "n"}, {"name": "app", "$patch": "delete"}]}},
+    ),
+    (
+        POD_WITH_FINALIZERS,
+        {
+            "spec": {
+                "volumes": [
+                    {"name": "data", "hostPath": {"path": "/srv"}, "$retainKeys": ["hostPath", "name"]}
+                ]
+            }
+        },
+    ),
+    (
+        POD_WITH_FINALIZERS,
+        {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "app",
+                        "env": [{"name": "A", "$patch": "delete"}],
+                        "$setElementOrder/env": [{"name": "B"}],
+                    }
+                ]
+            }
+        },
+    ),
+    (
+        POD_WITH_FINALIZERS,
+        {
+            "metadata": {
+                "ownerReferences": [
+                    {"uid": "u1", "controller": True},
+                    {"uid": "u2", "name": "b", "kind": "Y", "apiVersion": "v1"},
+                ]
+            }
+        },
+    ),
+    (
+        NODE,
+        {
+            "status": {
+                "$setElementOrder/conditions": [
+                    {"type": "MemoryPressure"},
+                    {"type": "Ready"},
+                    {"type": "PIDPressure"},
+                ],
+                "conditions": [{"type": "PIDPressure", "status": "False"}],
+            }
+        },
+    ),
+    (
+        NODE,
+        {
+            "spec": {"podCIDRs": ["fd00:10::/64"]},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.9"}]},
+        },
+    ),
+]
+
+
+@needs_kubectl
+@pytest.mark.parametrize(("doc", "patch"), SMP_CASES)
+def test_smp_matches_kubectl(tmp_path, doc, patch):
+    assert_same_as_kubectl(tmp_path, doc, patch)
+
+
+JSON_PATCH_CASES = [
+    [{"op": "add", "path": "/spec/ports/-1", "value": {"port": 1}}],
+    [{"op": "add", "path": "/spec/ports/-4", "value": {"port": 1}}],
+    [{"op": "remove", "path": "/spec/ports/-1"}],
+    [{"op": "replace", "path": "/metadata/labels/zz", "value": "x"}],
+    [{"op": "remove", "path": "/metadata/labels/zz"}],
+    [{"op": "test", "path": "/metadata/labels/zz", "value": None}],
+    [{"op": "test", "path": "/spec/ports/0/port", "value": 80.0}],
+    [{"op": "test", "path": "/spec/ports/0/port", "value": "80"}],
+    [{"op": "copy", "from": "/metadata/nope", "path": "/metadata/annotations"}],
+    [{"op": "add", "path": "/metadata/labels/x"}],
+    [{"op": "add", "path": "/spec/ports/01", "value": {"port": 1}}],
+    [{"op": "move", "from": "/spec/ports/0", "path": "/spec/ports/1"}],
+]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("ops", JSON_PATCH_CASES)
+def test_json_patch_matches_kubectl(tmp_path, ops):
+    assert_same_as_kubectl(tmp_path, SERVICE, ops, "json")
+
+
+def _ambiguous_upstream(patch) -> bool:
+    """Patches whose upstream result depends on Go map order or slice capacity (see patch.py)."""
+    if isinstance(patch, list):
+        return any(_ambiguous_upstream(p) for p in patch)
+    if not isinstance(patch, dict):
+        return False
+    for key, value in patch.items():
+        if key.startswith("$deleteFromPrimitiveList/") and key.split("/", 1)[1] in patch:
+            return True
+        if key.startswith("$setElementOrder/"):
+            items = patch.get(key.split("/", 1)[1])
+            if isinstance(items, list) and any(isinstance(i, dict) and "$patch" in i for i in items):
+                return True
+        if _ambiguous_upstream(value):
+            return True
+    return False
+
+
+_scalar = st.one_of(st.none(), st.sampled_from(["x", "y"]), st.integers(0, 3))
+_env = st.fixed_dictionaries(
+    {"name": st.sampled_from(["A", "B", "C"])},
+    optional={"value": _scalar, "$patch": st.sampled_from(["delete", "replace"])},
+)
+_port = st.fixed_dictionaries(
+    {"containerPort": st.sampled_from([80, 81, 82])},
+    optional={"protocol": st.sampled_from(["TCP", "UDP", None]), "$patch": st.just("delete")},
+)
+_container = st.fixed_dictionaries(
+    {"name": st.sampled_from(["app", "sidecar", "new"])},
+    optional={
+        "image": _scalar,
+        "env": st.lists(_env, max_size=3),
+        "ports": st.lists(_port, max_size=3),
+        "$patch": st.just("delete"),
+        "$setElementOrder/env": st.lists(
+            st.fixed_dictionaries({"name": st.sampled_from(["A", "B", "C"])}), max_size=3
+        ),
+    },
+)
+_patches = st.fixed_dictionaries(
+    {},
+    optional={
+        "spec": st.fixed_dictionaries(
+            {},
+            optional={
+                "containers": st.lists(_container, max_size=3),
+                "$setElementOrder/containers": st.lists(
+                    st.fixed_dictionaries({"name": st.sampled_from(["app", "sidecar"])}),
+                    max_size=2,
+                    unique_by=lambda d: d["name"],
+                ),
+                "tolerations": st.lists(
+                    st.fixed_dictionaries({"key": st.sampled_from(["a", "b"])}), max_size=2
+                ),
+                "nodeName": _scalar,
+            },
+        ),
+        "metadata": st.fixed_dictionaries(
+            {},
+            optional={
+                "finalizers": st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+                "$deleteFromPrimitiveList/finalizers": st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+                "$setElementOrder/finalizers": st.lists(
+                    st.sampled_from(["a", "b", "c"]), max_size=3, unique=True
+                ),
+                "labels": st.one_of(
+                    st.none(), st.dictionaries(st.sampled_from(["app", "x"]), _scalar, max_size=2)
+                ),
+            },
+        ),
+        "status": st.fixed_dictionaries(
+            {},
+            optional={
+                "conditions": st.lists(
+                    st.fixed_dictionaries(
+                        {"type": st.sampled_from(["Ready", "Initialized", "X"])}, optional={"status": _scalar}
+                    ),
+                    max_size=3,
+                )
+            },
+        ),
+    },
+)
+
+
+@needs_kubectl
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_patches)
+def test_random_smp_matches_kubectl(tmp_path, patch):
+    assume(not _ambiguous_upstream(patch))
+    assert_same_as_kubectl(tmp_path, POD_WITH_FINALIZERS, patch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "spec",
+                        "ports",
+                        "port",
+                        "$patch",
+                        "metadata",
+                        "finalizers",
+                        "$retainKeys",
+                        "$setElementOrder/ports",
+                        "selector",
+                        "$deleteFromPrimitiveList/finalizers",
+                        "containers",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    )
+)
+def test_any_patch_gives_a_result_or_a_status_error(patch):
+    for fn, args in (
+        (strategic_merge_patch, (SERVICE, patch, "v1", "Service")),
+        (merge_patch, (SERVICE, patch)),
+        (json_patch, (SERVICE, patch)),
+    ):
+        try:
+            fn(*args)
+        except StatusError:
+            pass

@@ -30,24 +30,37 @@ def test_core_event_and_group_kinds_map_to_the_right_classes():
 
 def test_valid_service_has_no_unknown_fields():
     svc = {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "s", "labels": {"any-key": "v"}, "annotations": {"x/y": "z"},
-                     "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u"}]},
-        "spec": {"ports": [{"port": 80, "targetPort": "http", "nodePort": 30080, "appProtocol": "h2c"}],
-                 "clusterIPs": ["10.0.0.1"], "selector": {"app": "a"},
-                 "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}}},
-        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1",
-                                                  "ports": [{"port": 80, "protocol": "TCP"}]}]}},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "s",
+            "labels": {"any-key": "v"},
+            "annotations": {"x/y": "z"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u"}],
+        },
+        "spec": {
+            "ports": [{"port": 80, "targetPort": "http", "nodePort": 30080, "appProtocol": "h2c"}],
+            "clusterIPs": ["10.0.0.1"],
+            "selector": {"app": "a"},
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10}},
+        },
+        "status": {
+            "loadBalancer": {"ingress": [{"ip": "192.0.2.1", "ports": [{"port": 80, "protocol": "TCP"}]}]}
+        },
     }
     assert unknown_fields("v1", "Service", svc) == []
 
 
 def test_unknown_field_paths_in_nested_objects_lists_and_maps():
     svc = {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": "s", "labelz": {"a": "b"}},
-        "spec": {"foo": 1, "ports": [{"port": 80}, {"port": 81, "bar": True}],
-                 "sessionAffinityConfig": {"clientIP": {"timeoutSecondz": 1}}},
+        "spec": {
+            "foo": 1,
+            "ports": [{"port": 80}, {"port": 81, "bar": True}],
+            "sessionAffinityConfig": {"clientIP": {"timeoutSecondz": 1}},
+        },
         "Status": {},
     }
     assert unknown_fields("v1", "Service", svc) == [
@@ -67,10 +80,22 @@ def test_int_or_string_and_raw_values_accept_anything():
 
 
 def test_pod_and_deployment_template_paths():
-    dep = {"spec": {"template": {"spec": {"containers": [
-        {"name": "a", "image": "i", "env": [{"name": "X", "valu": "1"}],
-         "ports": [{"containerPort": 80, "hostname": "x"}]},
-    ]}}}}
+    dep = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "a",
+                            "image": "i",
+                            "env": [{"name": "X", "valu": "1"}],
+                            "ports": [{"containerPort": 80, "hostname": "x"}],
+                        },
+                    ]
+                }
+            }
+        }
+    }
     assert unknown_fields("apps/v1", "Deployment", dep) == [
         "spec.template.spec.containers[0].env[0].valu",
         "spec.template.spec.containers[0].ports[0].hostname",
@@ -79,8 +104,21 @@ def test_pod_and_deployment_template_paths():
 
 def test_map_of_objects_adds_the_key_to_the_path():
     # None of svcnet's kinds has a map of objects; a CRD's schema properties is one.
-    crd = {"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
-        "type": "object", "properties": {"spec": {"type": "object", "bogus": 1}}}}}]}}
+    crd = {
+        "spec": {
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "bogus": 1}},
+                        }
+                    },
+                }
+            ]
+        }
+    }
     assert unknown_fields("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd) == [
         "spec.versions[0].schema.openAPIV3Schema.properties.spec.bogus"
     ]
@@ -93,25 +131,35 @@ def test_unknown_fields_are_capped_at_100():
 
 def test_drop_unknown_fields_keeps_known_ones():
     svc = {"metadata": {"name": "s", "labelz": {}}, "spec": {"foo": 1, "ports": [{"port": 80, "bar": 2}]}}
-    assert drop_unknown_fields("v1", "Service", svc) == {"metadata": {"name": "s"},
-                                                         "spec": {"ports": [{"port": 80}]}}
+    assert drop_unknown_fields("v1", "Service", svc) == {
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80}]},
+    }
     assert svc["spec"]["foo"] == 1  # input untouched
 
 
 def test_duplicate_fields_with_paths():
-    raw = (b'{"apiVersion":"v1","kind":"Service","kind":"Service",'
-           b'"metadata":{"name":"a","labels":{"x":"1","x":"2"}},'
-           b'"spec":{"type":"ClusterIP","ports":[{"port":1},{"port":2,"port":3}],"type":"NodePort"}}')
+    raw = (
+        b'{"apiVersion":"v1","kind":"Service","kind":"Service",'
+        b'"metadata":{"name":"a","labels":{"x":"1","x":"2"}},'
+        b'"spec":{"type":"ClusterIP","ports":[{"port":1},{"port":2,"port":3}],"type":"NodePort"}}'
+    )
     assert duplicate_fields(raw) == ["kind", "metadata.labels.x", "spec.ports[1].port", "spec.type"]
-    assert duplicate_fields(raw, "v1", "Service") == ["kind", "metadata.labels.x", "spec.ports[1].port",
-                                                      "spec.type"]
+    assert duplicate_fields(raw, "v1", "Service") == [
+        "kind",
+        "metadata.labels.x",
+        "spec.ports[1].port",
+        "spec.type",
+    ]
     assert duplicate_fields(b'{"a":1,"b":2}') == []
 
 
 def test_strict_errors_mix_unknown_and_duplicate_in_document_order():
     raw = json.dumps({"spec": {"foo": 1}}).replace('{"foo": 1}', '{"foo": 1, "type": "A", "type": "B"}')
-    assert strict_decoding_errors(raw, "v1", "Service") == ['unknown field "spec.foo"',
-                                                            'duplicate field "spec.type"']
+    assert strict_decoding_errors(raw, "v1", "Service") == [
+        'unknown field "spec.foo"',
+        'duplicate field "spec.type"',
+    ]
 
 
 def test_nothing_is_checked_inside_unknown_fields_or_int_or_string():
@@ -150,8 +198,11 @@ def test_schema_tree_shapes():
     port = ports["items"]["properties"]
     assert port["port"]["type"] == "integer"
     assert port["targetPort"]["x-kubernetes-int-or-string"] is True
-    assert spec["selector"] == {"type": "object", "additionalProperties": {"type": "string"},
-                                "description": spec["selector"]["description"]}
+    assert spec["selector"] == {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": spec["selector"]["description"],
+    }
     meta = schema["properties"]["metadata"]["properties"]
     assert meta["creationTimestamp"]["format"] == "date-time"
     assert "clusterIP is the IP address of the service" in spec["clusterIP"]["description"]

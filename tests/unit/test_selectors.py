@@ -34,6 +34,7 @@ def bad_label(text: str) -> str:
 
 # ---- label selectors: every operator -------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "matched"),
     [
@@ -111,12 +112,12 @@ def test_selector_is_sorted_by_key_and_prints_like_upstream():
         ("!", "unable to parse requirement: found '', expected: identifier"),
         (
             "x>a",
-            "unable to parse requirement: values[0]: Invalid value: \"a\": "
+            'unable to parse requirement: values[0]: Invalid value: "a": '
             "for 'Gt', 'Lt' operators, the value must be an integer",
         ),
         (
             "x<",
-            "unable to parse requirement: values[0]: Invalid value: \"\": "
+            'unable to parse requirement: values[0]: Invalid value: "": '
             "for 'Gt', 'Lt' operators, the value must be an integer",
         ),
     ],
@@ -128,7 +129,7 @@ def test_label_syntax_errors(text, message):
 def test_invalid_key_message_names_nil_path_and_regex():
     message = bad_label("-a=b")
     assert message == (
-        "unable to parse requirement: <nil>: Invalid value: \"-a\": name part must consist of "
+        'unable to parse requirement: <nil>: Invalid value: "-a": name part must consist of '
         "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
         "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
         "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
@@ -144,8 +145,10 @@ def test_invalid_key_prefix_and_length():
 
 def test_invalid_value_message_uses_values_index_and_key():
     message = bad_label("app=-web")
-    assert message.startswith('unable to parse requirement: values[0][app]: Invalid value: "-web": '
-                              "a valid label must be an empty string")
+    assert message.startswith(
+        'unable to parse requirement: values[0][app]: Invalid value: "-web": '
+        "a valid label must be an empty string"
+    )
     assert "must be no more than 63 characters" in bad_label("app=" + "v" * 64)
 
 
@@ -158,6 +161,7 @@ def test_several_value_errors_are_aggregated_in_brackets():
 
 # ---- metav1.LabelSelector ------------------------------------------------------------------
 
+
 def test_nil_label_selector_matches_nothing_and_empty_matches_everything():
     assert not selector_from_label_selector_dict(None).matches({"a": "b"})
     assert not selector_from_label_selector_dict(None).empty
@@ -166,15 +170,17 @@ def test_nil_label_selector_matches_nothing_and_empty_matches_everything():
 
 
 def test_label_selector_dict_operators():
-    sel = selector_from_label_selector_dict({
-        "matchLabels": {"app": "web"},
-        "matchExpressions": [
-            {"key": "tier", "operator": "In", "values": ["front", "edge"]},
-            {"key": "env", "operator": "NotIn", "values": ["prod"]},
-            {"key": "version", "operator": "Exists"},
-            {"key": "legacy", "operator": "DoesNotExist"},
-        ],
-    })
+    sel = selector_from_label_selector_dict(
+        {
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["front", "edge"]},
+                {"key": "env", "operator": "NotIn", "values": ["prod"]},
+                {"key": "version", "operator": "Exists"},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        }
+    )
     assert sel.matches(LABELS)
     assert not sel.matches({**LABELS, "legacy": "1"})
     assert not sel.matches({**LABELS, "env": "prod"})
@@ -185,12 +191,18 @@ def test_label_selector_dict_operators():
 @pytest.mark.parametrize(
     ("selector", "message"),
     [
-        ({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]},
-         '"Gt" is not a valid label selector operator'),
-        ({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]},
-         "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"),
-        ({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
-         'values: Invalid value: []string{"x"}: values set must be empty for exists and does not exist'),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]},
+            '"Gt" is not a valid label selector operator',
+        ),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "In", "values": []}]},
+            "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty",
+        ),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
+            'values: Invalid value: []string{"x"}: values set must be empty for exists and does not exist',
+        ),
         ({"matchLabels": {"a b": "c"}}, 'key: Invalid value: "a b": name part must consist'),
     ],
 )
@@ -210,11 +222,17 @@ def test_selector_from_set_is_equality_and_empty_selects_all():
 
 # ---- field selectors -----------------------------------------------------------------------
 
+
 def make_pod(**status):
     return {
         "metadata": {"name": "p1", "namespace": "default"},
-        "spec": {"nodeName": "node-1", "restartPolicy": "Always", "schedulerName": "default-scheduler",
-                 "serviceAccountName": "default", "hostNetwork": True},
+        "spec": {
+            "nodeName": "node-1",
+            "restartPolicy": "Always",
+            "schedulerName": "default-scheduler",
+            "serviceAccountName": "default",
+            "hostNetwork": True,
+        },
         "status": {"phase": "Running", **status},
     }
 
@@ -262,7 +280,10 @@ def test_service_node_namespace_event_fields():
     event = {
         "metadata": {"name": "e", "namespace": "default"},
         "involvedObject": {"kind": "Pod", "name": "p1", "namespace": "default", "uid": "u1"},
-        "reason": "Started", "type": "Normal", "reportingComponent": "kubelet", "source": {},
+        "reason": "Started",
+        "type": "Normal",
+        "reportingComponent": "kubelet",
+        "source": {},
     }
     fields = field_set(EVENT, event)
     assert fields["involvedObject.kind"] == "Pod"
@@ -280,10 +301,16 @@ def test_service_node_namespace_event_fields():
         ("metadata.namespace=x", NODE, "field label not supported: metadata.namespace"),
         ("metadata.namespace=x", NAMESPACE, "field label not supported: metadata.namespace"),
         ("status.phase=x", SERVICE, "field label not supported: status.phase"),
-        ("spec.replicas=1", DEPLOYMENT,
-         '"spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace"'),
-        ("addressType=IPv4", ENDPOINTSLICE,
-         '"addressType" is not a known field selector: only "metadata.name", "metadata.namespace"'),
+        (
+            "spec.replicas=1",
+            DEPLOYMENT,
+            '"spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace"',
+        ),
+        (
+            "addressType=IPv4",
+            ENDPOINTSLICE,
+            '"addressType" is not a known field selector: only "metadata.name", "metadata.namespace"',
+        ),
         ("abc", POD, "invalid selector: 'abc'; can't understand 'abc'"),
         ("a=b,c", POD, "invalid selector: 'a=b,c'; can't understand 'c'"),
         ("metadata.name=a\\x", POD, "invalid field selector: invalid escape sequence: \\x"),
@@ -329,9 +356,14 @@ def test_label_parse_raises_only_status_errors_and_round_trips(text):
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(max_size=40),
-                 st.lists(st.sampled_from([*list("ab.=!,\\ "), "metadata.name", "spec.nodeName"]),
-                          max_size=15).map("".join)))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.lists(st.sampled_from([*list("ab.=!,\\ "), "metadata.name", "spec.nodeName"]), max_size=15).map(
+            "".join
+        ),
+    )
+)
 def test_field_parse_raises_only_status_errors_and_round_trips(text):
     try:
         sel = parse_field_selector(text)

@@ -83,6 +83,7 @@ def _same(a: Any, b: Any) -> bool:
 # JSON patch (RFC 6902)
 # ---------------------------------------------------------------------------------------------
 
+
 class _PatchFailed(Exception):
     pass
 
@@ -151,9 +152,8 @@ def _remove(node: Any, key: str) -> Any:
 
 
 def _value(op: dict[str, Any]) -> Any:
-    if "value" not in op:
-        raise _PatchFailed(f"{op.get('op')} operation needs a value")
-    return copy.deepcopy(op["value"])
+    # json-patch v4 treats a missing "value" as null rather than rejecting the operation.
+    return copy.deepcopy(op.get("value"))
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -186,9 +186,9 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> None:
             moved = _remove(src_node, src_key)
             node, key = _container(doc, _decode_pointer(op.get("path")))
         else:
-            moved = copy.deepcopy(_get(src_node, src_key))
-            if moved is _MISSING:
-                raise _PatchFailed(f"copy from a missing path: {op.get('from')}")
+            moved = _get(src_node, src_key)
+            # json-patch v4 copies a missing object member as null.
+            moved = None if moved is _MISSING else copy.deepcopy(moved)
         _add(node, key, moved)
     elif kind == "test":
         current = _get(node, key)
@@ -241,6 +241,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
 # Merge patch (RFC 7386)
 # ---------------------------------------------------------------------------------------------
 
+
 def _prune_nulls(value: Any) -> Any:
     """Nulls inside objects are dropped; a list keeps its null items (as evanphx does)."""
     if isinstance(value, dict):
@@ -280,6 +281,7 @@ def merge_patch(doc: Any, patch: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Strategic merge patch: patch metadata of the Go types
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PatchMeta:
@@ -364,11 +366,13 @@ def _build_schemas() -> dict[tuple[str, str], TypeMeta]:
         ("v1", "Node"): kind(
             "Node",
             spec=_nested(_struct("NodeSpec", podCIDRs=PatchMeta(("merge",), "", TypeMeta("string")))),
-            status=_nested(_struct(
-                "NodeStatus",
-                conditions=_merge_by("type", TypeMeta("NodeCondition")),
-                addresses=_merge_by("type", TypeMeta("NodeAddress")),
-            )),
+            status=_nested(
+                _struct(
+                    "NodeStatus",
+                    conditions=_merge_by("type", TypeMeta("NodeCondition")),
+                    addresses=_merge_by("type", TypeMeta("NodeAddress")),
+                )
+            ),
         ),
         ("v1", "Service"): kind(
             "Service",
@@ -381,23 +385,29 @@ def _build_schemas() -> dict[tuple[str, str], TypeMeta]:
         ("discovery.k8s.io/v1", "EndpointSlice"): kind("EndpointSlice"),
         ("apps/v1", "Deployment"): kind(
             "Deployment",
-            spec=_nested(_struct(
-                "DeploymentSpec",
-                template=_nested(template),
-                strategy=PatchMeta(("retainKeys",), "", TypeMeta("DeploymentStrategy")),
-            )),
-            status=_nested(_struct("DeploymentStatus",
-                                   conditions=_merge_by("type", TypeMeta("DeploymentCondition")))),
+            spec=_nested(
+                _struct(
+                    "DeploymentSpec",
+                    template=_nested(template),
+                    strategy=PatchMeta(("retainKeys",), "", TypeMeta("DeploymentStrategy")),
+                )
+            ),
+            status=_nested(
+                _struct("DeploymentStatus", conditions=_merge_by("type", TypeMeta("DeploymentCondition")))
+            ),
         ),
         ("apps/v1", "StatefulSet"): kind(
             "StatefulSet",
-            spec=_nested(_struct(
-                "StatefulSetSpec",
-                template=_nested(template),
-                volumeClaimTemplates=PatchMeta(schema=pvc),
-            )),
-            status=_nested(_struct("StatefulSetStatus",
-                                   conditions=_merge_by("type", TypeMeta("StatefulSetCondition")))),
+            spec=_nested(
+                _struct(
+                    "StatefulSetSpec",
+                    template=_nested(template),
+                    volumeClaimTemplates=PatchMeta(schema=pvc),
+                )
+            ),
+            status=_nested(
+                _struct("StatefulSetStatus", conditions=_merge_by("type", TypeMeta("StatefulSetCondition")))
+            ),
         ),
         ("coordination.k8s.io/v1", "Lease"): kind("Lease"),
         ("autoscaling/v1", "Scale"): kind("Scale"),
@@ -548,8 +558,9 @@ def _insertion_sort(items: list[Any], indexes: list[int]) -> list[Any]:
     return [item for _, item in pairs]
 
 
-def _merge_sorted(left: list[Any], right: list[Any], server_order: list[Any], merge_key: str,
-                  is_map: bool) -> list[Any]:
+def _merge_sorted(
+    left: list[Any], right: list[Any], server_order: list[Any], merge_key: str, is_map: bool
+) -> list[Any]:
     """mergeSortedSlice: interleave server-only items (left) into patch items (right)."""
     positions = _Order(server_order, merge_key, is_map)
     out: list[Any] = []
@@ -572,8 +583,14 @@ def _merge_sorted(left: list[Any], right: list[Any], server_order: list[Any], me
     return out
 
 
-def _normalize_element_order(patch: list[Any], server_only: list[Any], patch_order: list[Any],
-                             server_order: list[Any], merge_key: str, is_map: bool) -> list[Any]:
+def _normalize_element_order(
+    patch: list[Any],
+    server_only: list[Any],
+    patch_order: list[Any],
+    server_order: list[Any],
+    merge_key: str,
+    is_map: bool,
+) -> list[Any]:
     patch = _normalize_slice_order(patch, patch_order, merge_key, is_map)
     server_only = _normalize_slice_order(server_only, server_order, merge_key, is_map)
     return _merge_sorted(server_only, patch, server_order, merge_key, is_map)
@@ -615,8 +632,9 @@ def _element_type(*lists: list[Any]) -> type:
                 if found is list:
                     raise _SmpError(ERR_LIST_OF_LISTS, 422)
             elif type(item) is not found:
-                raise _SmpError("list element types are not identical: "
-                                + "[" + " ".join(_go_fmt(x) for x in lists) + "]")
+                raise _SmpError(
+                    "list element types are not identical: " + "[" + " ".join(_go_fmt(x) for x in lists) + "]"
+                )
     if found is None:
         raise _SmpError("no elements in any of the given slices")
     return found
@@ -708,8 +726,10 @@ def _validate_set_order(patch_list: list[Any], order: list[Any], merge_key: str)
             p += 1
         o += 1
     if p < len(items) and o >= len(order):
-        raise _SmpError(f"The order in patch list:\n{_go_fmt(patch_list)}\n doesn't match "
-                        f"{SET_ELEMENT_ORDER} list:\n{_go_fmt(order)}\n")
+        raise _SmpError(
+            f"The order in patch list:\n{_go_fmt(patch_list)}\n doesn't match "
+            f"{SET_ELEMENT_ORDER} list:\n{_go_fmt(order)}\n"
+        )
 
 
 def _merge_key_equal(left: Any, right: Any, merge_key: str) -> bool:
@@ -757,8 +777,9 @@ def _merge_set_element_order(original: dict[str, Any], patch: dict[str, Any], sc
         else:
             in_order, server_only = _partition_primitives(merged, order)
         is_map = _element_type(original_list, patch_list) is dict
-        original[list_key] = _normalize_element_order(in_order, server_only, order, original_list,
-                                                      meta.merge_key, is_map)
+        original[list_key] = _normalize_element_order(
+            in_order, server_only, order, original_list, meta.merge_key, is_map
+        )
         patch.pop(list_key, None)
 
 
@@ -802,8 +823,9 @@ def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], schema: T
                 original[key] = _merge_map(current, patch_value, subschema)
         elif isinstance(current, list):
             subschema, meta = schema.lookup(key)
-            original[key] = _merge_list_field(current, patch_value, subschema, _strategy(meta),
-                                              meta.merge_key, is_delete_list)
+            original[key] = _merge_list_field(
+                current, patch_value, subschema, _strategy(meta), meta.merge_key, is_delete_list
+            )
         else:
             value, keep = _remove_directives(patch_value)
             if keep:
@@ -813,16 +835,23 @@ def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], schema: T
     return original
 
 
-def _merge_list_field(original: list[Any], patch: list[Any], schema: TypeMeta, strategy: str,
-                      merge_key: str, is_delete_list: bool) -> list[Any]:
+def _merge_list_field(
+    original: list[Any],
+    patch: list[Any],
+    schema: TypeMeta,
+    strategy: str,
+    merge_key: str,
+    is_delete_list: bool,
+) -> list[Any]:
     """mergeSliceHandler: only lists tagged patchStrategy=merge (or delete lists) merge."""
     if strategy == "merge" or is_delete_list:
         return _merge_list(original, patch, schema, merge_key, is_delete_list)
     return patch
 
 
-def _merge_list(original: list[Any], patch: list[Any], schema: TypeMeta, merge_key: str,
-                is_delete_list: bool) -> list[Any]:
+def _merge_list(
+    original: list[Any], patch: list[Any], schema: TypeMeta, merge_key: str, is_delete_list: bool
+) -> list[Any]:
     if not original and not patch:
         return original
     is_map = _element_type(original, patch) is dict
@@ -842,8 +871,9 @@ def _merge_list(original: list[Any], patch: list[Any], schema: TypeMeta, merge_k
     return _normalize_element_order(in_patch, server_only, patch, original, merge_key, is_map)
 
 
-def _apply_list_directives(original: list[Any], patch: list[Any],
-                           merge_key: str) -> tuple[list[Any], list[Any]]:
+def _apply_list_directives(
+    original: list[Any], patch: list[Any], merge_key: str
+) -> tuple[list[Any], list[Any]]:
     """mergeSliceWithSpecialElements: ``$patch: delete`` items and ``$patch: replace``."""
     plain: list[Any] = []
     replace = False

@@ -170,6 +170,7 @@ def drop_unknown_fields(api_version: str, kind: str, obj: dict[str, Any]) -> dic
 # Duplicate fields: need the raw JSON, since a dict keeps only the last of repeated keys.
 # ---------------------------------------------------------------------------------------------
 
+
 class _Pairs(list):  # type: ignore[type-arg]
     """A JSON object as its (key, value) pairs in document order, duplicates included."""
 
@@ -216,8 +217,9 @@ def _walk_strict(value: Any, typ: _Type | None, path: str, out: list[str], seen:
             _walk_strict(item, elem, f"{path}[{i}]", out, seen)
 
 
-def strict_decoding_errors(raw: bytes | str, api_version: str | None = None,
-                           kind: str | None = None) -> list[str]:
+def strict_decoding_errors(
+    raw: bytes | str, api_version: str | None = None, kind: str | None = None
+) -> list[str]:
     """``unknown field "p"`` / ``duplicate field "p"`` messages for a raw JSON body, in order.
 
     With no (known) kind only duplicates are reported, anywhere in the document. Raises
@@ -236,8 +238,11 @@ def duplicate_fields(raw: bytes | str, api_version: str | None = None, kind: str
     inside unknown fields or IntOrString/RawExtension values).
     """
     prefix = "duplicate field "
-    return [json.loads(m[len(prefix):]) for m in strict_decoding_errors(raw, api_version, kind)
-            if m.startswith(prefix)]
+    return [
+        json.loads(m[len(prefix) :])
+        for m in strict_decoding_errors(raw, api_version, kind)
+        if m.startswith(prefix)
+    ]
 
 
 def strict_decoding_message(paths: Iterable[str], duplicates: Iterable[str] = ()) -> str:

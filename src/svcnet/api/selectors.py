@@ -40,8 +40,17 @@ __all__ = [
 # Go-compatible formatting and apimachinery's name/value validation (util/validation).
 # ---------------------------------------------------------------------------------------------
 
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
 
 
 def go_quote(text: str) -> str:
@@ -65,17 +74,23 @@ def go_quote(text: str) -> str:
 _QNAME_CHAR = "[A-Za-z0-9]"
 _QNAME_EXT_CHAR = "[-A-Za-z0-9_.]"
 _QUALIFIED_NAME_FMT = f"({_QNAME_CHAR}{_QNAME_EXT_CHAR}*)?{_QNAME_CHAR}"
-_QUALIFIED_NAME_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', "
-                       "and must start and end with an alphanumeric character")
+_QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character"
+)
 _QUALIFIED_NAME_RE = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
 _LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, "
-                    "'-', '_' or '.', and must start and end with an alphanumeric character")
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, "
+    "'-', '_' or '.', and must start and end with an alphanumeric character"
+)
 _LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
-_DNS1123_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                          "characters, '-' or '.', and must start and end with an alphanumeric character")
+_DNS1123_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+    "characters, '-' or '.', and must start and end with an alphanumeric character"
+)
 _DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
 
 
@@ -127,8 +142,10 @@ def qualified_name_errors(value: str) -> list[str]:
     elif len(name) > 63:
         errs.append("name part " + _max_len_error(63))
     if not _fullmatch(_QUALIFIED_NAME_RE, name):
-        errs.append("name part "
-                    + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc"))
+        errs.append(
+            "name part "
+            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+        )
     return errs
 
 
@@ -222,24 +239,32 @@ def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
         errs.append(_invalid("key", key, "; ".join(key_errs)))
     if operator in (IN, NOT_IN):
         if not values:
-            errs.append("values: Invalid value: []string{}: "
-                        "for 'in', 'notin' operators, values set can't be empty")
+            errs.append(
+                "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"
+            )
     elif operator in (EQUALS, DOUBLE_EQUALS, NOT_EQUALS):
         if len(values) != 1:
-            errs.append(f"values: Invalid value: {_go_string_slice(values)}: "
-                        "exact-match compatibility requires one single value")
+            errs.append(
+                f"values: Invalid value: {_go_string_slice(values)}: "
+                "exact-match compatibility requires one single value"
+            )
     elif operator in (EXISTS, DOES_NOT_EXIST):
         if values:
-            errs.append(f"values: Invalid value: {_go_string_slice(values)}: "
-                        "values set must be empty for exists and does not exist")
+            errs.append(
+                f"values: Invalid value: {_go_string_slice(values)}: "
+                "values set must be empty for exists and does not exist"
+            )
     elif operator in (GREATER_THAN, LESS_THAN):
         if len(values) != 1:
-            errs.append(f"values: Invalid value: {_go_string_slice(values)}: "
-                        "for 'Gt', 'Lt' operators, exactly one value is required")
+            errs.append(
+                f"values: Invalid value: {_go_string_slice(values)}: "
+                "for 'Gt', 'Lt' operators, exactly one value is required"
+            )
         for i, v in enumerate(values):
             if _parse_int64(v) is None:
-                errs.append(_invalid(f"values[{i}]", v,
-                                     "for 'Gt', 'Lt' operators, the value must be an integer"))
+                errs.append(
+                    _invalid(f"values[{i}]", v, "for 'Gt', 'Lt' operators, the value must be an integer")
+                )
     else:
         supported = ", ".join(go_quote(o) for o in (*_BINARY_OPERATORS, EXISTS, DOES_NOT_EXIST))
         errs.append(f"operator: Unsupported value: {go_quote(operator)}: supported values: {supported}")
@@ -296,8 +321,19 @@ def _sorted_by_key(requirements: list[Requirement]) -> tuple[Requirement, ...]:
 
 # Lexer tokens.
 _ERROR, _EOS, _CLOSE, _COMMA, _NOT, _DEQ, _EQ, _GT, _ID, _IN, _LT, _NEQ, _NOTIN, _OPEN = range(14)
-_TOKENS = {")": _CLOSE, ",": _COMMA, "!": _NOT, "==": _DEQ, "=": _EQ, ">": _GT, "in": _IN, "<": _LT,
-           "!=": _NEQ, "notin": _NOTIN, "(": _OPEN}
+_TOKENS = {
+    ")": _CLOSE,
+    ",": _COMMA,
+    "!": _NOT,
+    "==": _DEQ,
+    "=": _EQ,
+    ">": _GT,
+    "in": _IN,
+    "<": _LT,
+    "!=": _NEQ,
+    "notin": _NOTIN,
+    "(": _OPEN,
+}
 _SPECIAL = frozenset("=!(),><")
 _WHITESPACE = frozenset(" \t\r\n")
 _END = "\0"  # upstream's lexer reads byte 0 at the end, so a NUL in the input also ends a token
@@ -438,8 +474,15 @@ class _LabelParser:
 
     def _operator(self) -> str:
         tok, lit = self.consume(values=False)
-        operator = {_IN: IN, _EQ: EQUALS, _DEQ: DOUBLE_EQUALS, _GT: GREATER_THAN, _LT: LESS_THAN,
-                    _NOTIN: NOT_IN, _NEQ: NOT_EQUALS}.get(tok)
+        operator = {
+            _IN: IN,
+            _EQ: EQUALS,
+            _DEQ: DOUBLE_EQUALS,
+            _GT: GREATER_THAN,
+            _LT: LESS_THAN,
+            _NOTIN: NOT_IN,
+            _NEQ: NOT_EQUALS,
+        }.get(tok)
         if operator is None:
             raise _SelectorError(f"found '{lit}', expected: {', '.join(_BINARY_OPERATORS)}")
         return operator
@@ -545,8 +588,10 @@ def selector_from_label_selector_dict(d: dict[str, Any] | None) -> LabelSelector
                 raise _SelectorError(f"{go_quote(str(op or ''))} is not a valid label selector operator")
             values = expr.get("values") or []
             key = expr.get("key")
-            if not isinstance(key, str) or not isinstance(values, list) or not all(
-                isinstance(v, str) for v in values
+            if (
+                not isinstance(key, str)
+                or not isinstance(values, list)
+                or not all(isinstance(v, str) for v in values)
             ):
                 raise _SelectorError("matchExpressions items need a string key and a list of string values")
             requirements.append(_new_requirement(key, _LABEL_SELECTOR_OPERATORS[op], list(values)))
@@ -558,6 +603,7 @@ def selector_from_label_selector_dict(d: dict[str, Any] | None) -> LabelSelector
 # ---------------------------------------------------------------------------------------------
 # Field selectors
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FieldTerm:
@@ -656,14 +702,15 @@ def _split_term(term: str) -> tuple[str, str, str] | None:
     for i in range(len(term)):
         for op in _TERM_OPERATORS:
             if term.startswith(op, i):
-                return term[:i], op, term[i + len(op):]
+                return term[:i], op, term[i + len(op) :]
     return None
 
 
 # Kinds for which kube-apiserver registers a field label conversion function (core/v1); every
 # other kind gets runtime.DefaultMetaV1FieldSelectorConversion (name and namespace only).
-_CONVERTED_KINDS = frozenset({("v1", "Pod"), ("v1", "Node"), ("v1", "Namespace"), ("v1", "Service"),
-                              ("v1", "Event")})
+_CONVERTED_KINDS = frozenset(
+    {("v1", "Pod"), ("v1", "Node"), ("v1", "Namespace"), ("v1", "Service"), ("v1", "Event")}
+)
 # Cluster-scoped kinds whose conversion function does not accept metadata.namespace.
 _NO_NAMESPACE_LABEL = frozenset({("v1", "Node"), ("v1", "Namespace")})
 # Old clients' spellings that the conversion rewrites.
@@ -755,16 +802,18 @@ def field_set(resource: Resource, obj: dict[str, Any]) -> dict[str, str]:
         fields["metadata.namespace"] = _text(_get(obj, "metadata", "namespace"))
     gvk = (resource.api_version, resource.kind)
     if gvk == ("v1", "Pod"):
-        fields.update({
-            "spec.nodeName": _text(_get(obj, "spec", "nodeName")),
-            "spec.restartPolicy": _text(_get(obj, "spec", "restartPolicy")),
-            "spec.schedulerName": _text(_get(obj, "spec", "schedulerName")),
-            "spec.serviceAccountName": _text(_get(obj, "spec", "serviceAccountName")),
-            "spec.hostNetwork": "true" if _get(obj, "spec", "hostNetwork") is True else "false",
-            "status.phase": _text(_get(obj, "status", "phase")),
-            "status.podIP": _pod_ip(obj),
-            "status.nominatedNodeName": _text(_get(obj, "status", "nominatedNodeName")),
-        })
+        fields.update(
+            {
+                "spec.nodeName": _text(_get(obj, "spec", "nodeName")),
+                "spec.restartPolicy": _text(_get(obj, "spec", "restartPolicy")),
+                "spec.schedulerName": _text(_get(obj, "spec", "schedulerName")),
+                "spec.serviceAccountName": _text(_get(obj, "spec", "serviceAccountName")),
+                "spec.hostNetwork": "true" if _get(obj, "spec", "hostNetwork") is True else "false",
+                "status.phase": _text(_get(obj, "status", "phase")),
+                "status.podIP": _pod_ip(obj),
+                "status.nominatedNodeName": _text(_get(obj, "status", "nominatedNodeName")),
+            }
+        )
     elif gvk == ("v1", "Service"):
         fields["spec.clusterIP"] = _text(_get(obj, "spec", "clusterIP"))
         fields["spec.type"] = _text(_get(obj, "spec", "type"))
@@ -776,10 +825,12 @@ def field_set(resource: Resource, obj: dict[str, Any]) -> dict[str, str]:
         for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
             fields[f"involvedObject.{name}"] = _text(_get(obj, "involvedObject", name))
         source = _text(_get(obj, "source", "component")) or _text(obj.get("reportingComponent"))
-        fields.update({
-            "reason": _text(obj.get("reason")),
-            "reportingComponent": _text(obj.get("reportingComponent")),
-            "source": source,
-            "type": _text(obj.get("type")),
-        })
+        fields.update(
+            {
+                "reason": _text(obj.get("reason")),
+                "reportingComponent": _text(obj.get("reportingComponent")),
+                "source": source,
+                "type": _text(obj.get("type")),
+            }
+        )
     return fields
