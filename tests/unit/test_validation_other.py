@@ -876,3 +876,77 @@ def test_pod_status_ips_one_per_family() -> None:
     ]
     new["status"]["podIPs"] = [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}]
     assert validate_status_update(new, old) == []
+
+
+def test_container_resources() -> None:
+    ok = pod(
+        containers=[
+            {
+                "name": "a",
+                "image": "x",
+                "resources": {
+                    "requests": {"cpu": "0.5", "memory": "1Gi"},
+                    "limits": {"cpu": "1", "memory": "1024Mi"},
+                },
+            }
+        ]
+    )
+    assert validate_create(created(ok)) == []
+    bad = pod(
+        containers=[
+            {
+                "name": "a",
+                "image": "x",
+                "resources": {
+                    "requests": {"cpu": "2", "gpu": "1"},
+                    "limits": {"cpu": "1500m", "memory": "lots"},
+                },
+            }
+        ]
+    )
+    found = causes(validate_create(created(bad)))
+    assert (
+        "spec.containers[0].resources.requests",
+        "FieldValueInvalid",
+        'Invalid value: "2": must be less than or equal to cpu limit of 1500m',
+    ) in found
+    assert (
+        "spec.containers[0].resources.requests[gpu]",
+        "FieldValueInvalid",
+        'Invalid value: "gpu": must be a standard resource for containers',
+    ) in found
+    assert any(
+        f == "spec.containers[0].resources.limits[memory]" and "quantities must match" in m
+        for f, _, m in found
+    )
+    negative = pod(containers=[{"name": "a", "image": "x", "resources": {"limits": {"memory": "-1Mi"}}}])
+    assert (
+        "spec.containers[0].resources.limits[memory]",
+        "FieldValueInvalid",
+        'Invalid value: "-1Mi": must be greater than or equal to 0',
+    ) in causes(validate_create(created(negative)))
+    extended = pod(
+        containers=[{"name": "a", "image": "x", "resources": {"requests": {"example.com/gpu": "1"}}}]
+    )
+    assert (
+        "spec.containers[0].resources.limits",
+        "FieldValueRequired",
+        "Required value: Limit must be set for non overcommitable resources",
+    ) in causes(validate_create(created(extended)))
+
+
+def test_quantities_print_in_canonical_form() -> None:
+    from svcnet.api.validation.quantity import parse_quantity
+
+    cases = {
+        "0.5": "500m",
+        "2000m": "2",
+        "1000": "1k",
+        "1024Mi": "1Gi",
+        "1.5Gi": "1536Mi",
+        "1e3": "1e3",
+        "129M": "129M",
+    }
+    assert {text: str(parse_quantity(text)) for text in cases} == cases
+    assert parse_quantity("1.5.5") is None
+    assert parse_quantity("12 cores") is None

@@ -96,7 +96,9 @@ def _defaults_service(svc: dict[str, Any]) -> None:
     if externally_accessible(spec):
         _default(spec, "externalTrafficPolicy", "Cluster")
     if spec.get("internalTrafficPolicy") is None and spec.get("type") in (
-        "ClusterIP", "NodePort", "LoadBalancer"
+        "ClusterIP",
+        "NodePort",
+        "LoadBalancer",
     ):
         spec["internalTrafficPolicy"] = "Cluster"
     if spec.get("type") == "LoadBalancer":
@@ -170,11 +172,36 @@ def _defaults_container(container: dict[str, Any]) -> None:
 
 _VOLUME_SOURCES_WITH_MODE = ("secret", "configMap", "downwardAPI", "projected")
 _VOLUME_SOURCE_KEYS = (
-    "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret",
-    "nfs", "iscsi", "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder",
-    "cephfs", "flocker", "downwardAPI", "fc", "azureFile", "configMap", "vsphereVolume",
-    "quobyte", "azureDisk", "photonPersistentDisk", "projected", "portworxVolume", "scaleIO",
-    "storageos", "csi", "ephemeral", "image",
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
 )
 
 
@@ -276,9 +303,7 @@ def _defaults_namespace(namespace: dict[str, Any]) -> None:
 
 def _defaults_node(node: dict[str, Any]) -> None:
     status = _dict(node, "status")
-    if status is not None and status.get("allocatable") is None and isinstance(
-        status.get("capacity"), dict
-    ):
+    if status is not None and status.get("allocatable") is None and isinstance(status.get("capacity"), dict):
         status["allocatable"] = dict(status["capacity"])
 
 
@@ -317,9 +342,7 @@ def _defaults_statefulset(statefulset: dict[str, Any]) -> None:
             if update.get("rollingUpdate") is None:
                 update["rollingUpdate"] = {}
         rolling = _dict(update, "rollingUpdate")
-        if update.get("type") == "RollingUpdate" and rolling is not None and rolling.get(
-            "partition"
-        ) is None:
+        if update.get("type") == "RollingUpdate" and rolling is not None and rolling.get("partition") is None:
             rolling["partition"] = 0
     retention = _dict(spec, "persistentVolumeClaimRetentionPolicy", create=True)
     if retention is not None:

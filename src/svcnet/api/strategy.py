@@ -24,6 +24,7 @@ from typing import Any
 from svcnet.api.errors import FieldError, invalid_value
 from svcnet.api.validation.common import as_dict, as_int, as_list, as_str, go_slice, ip_family_of
 from svcnet.api.validation.common import semantic_equal as _semantic_equal
+from svcnet.api.validation.quantity import parse_quantity
 from svcnet.api.validation.service import externally_accessible, validate_cluster_ips_related_fields
 
 LABEL_METADATA_NAME = "kubernetes.io/metadata.name"
@@ -317,6 +318,13 @@ def _quantity_set(resources: Any, key: str) -> dict[str, Any]:
     return as_dict(as_dict(resources).get(key))
 
 
+def _same_quantity(a: Any, b: Any) -> bool:
+    qa, qb = parse_quantity(a), parse_quantity(b)
+    if qa is None or qb is None:
+        return str(a) == str(b)
+    return qa.value == qb.value
+
+
 def pod_qos_class(pod: dict[str, Any]) -> str:
     """Guaranteed, Burstable or BestEffort from container requests and limits (cpu, memory)."""
     containers = [as_dict(c) for c in as_list(_spec(pod).get("containers"))]
@@ -329,7 +337,7 @@ def pod_qos_class(pod: dict[str, Any]) -> str:
         for name in ("cpu", "memory"):
             if name in requests or name in limits:
                 any_set = True
-            if name not in limits or (name in requests and str(requests[name]) != str(limits[name])):
+            if name not in limits or (name in requests and not _same_quantity(requests[name], limits[name])):
                 guaranteed = False
     if not any_set:
         return "BestEffort"

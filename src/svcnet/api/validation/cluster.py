@@ -7,10 +7,12 @@ from typing import Any
 
 from svcnet.api.errors import FieldError, duplicate, forbidden, invalid_value, not_supported, required
 from svcnet.api.validation.common import (
+    GoValue,
     as_dict,
     as_int,
     as_list,
     as_str,
+    go_quote,
     go_slice,
     is_dns1123_subdomain,
     is_dual_stack,
@@ -141,12 +143,11 @@ def validate_node_update(node: Any, old: Any) -> list[FieldError]:
     for i, address in enumerate(as_list(as_dict(node.get("status")).get("addresses"))):
         address = as_dict(address)
         if address in addresses_seen:
-            errs.append(
-                duplicate(
-                    f"status.addresses[{i}]",
-                    f"{as_str(address.get('type'))}/{as_str(address.get('address'))}",
-                )
+            rendered = GoValue(
+                f"core.NodeAddress{{Type:{go_quote(as_str(address.get('type')))}, "
+                f"Address:{go_quote(as_str(address.get('address')))}}}"
             )
+            errs.append(duplicate(f"status.addresses[{i}]", rendered))
         addresses_seen.append(address)
     spec, old_spec = as_dict(node.get("spec")), as_dict(old.get("spec"))
     old_cidrs, new_cidrs = as_list(old_spec.get("podCIDRs")), as_list(spec.get("podCIDRs"))

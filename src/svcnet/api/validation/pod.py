@@ -42,6 +42,7 @@ from svcnet.api.validation.common import (
     validate_qualified_name,
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
+from svcnet.api.validation.quantity import QUANTITY_FORMAT_ERROR, Quantity, parse_quantity
 
 PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -227,6 +228,79 @@ def _validate_probe(probe: Any, path: str, success_must_be_one: bool) -> list[Fi
     return errs
 
 
+_STANDARD_CONTAINER_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
+
+
+def _is_native_resource(name: str) -> bool:
+    return "/" not in name or "kubernetes.io/" in name
+
+
+def _overcommit_allowed(name: str) -> bool:
+    return _is_native_resource(name) and not name.startswith("hugepages-")
+
+
+def _validate_resource_name(name: str, path: str) -> list[FieldError]:
+    errs = validate_qualified_name(name, path)
+    if "/" not in name:
+        if name not in _STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
+            errs.append(invalid_value(path, name, "must be a standard resource for containers"))
+    elif not _is_native_resource(name) and name.startswith("requests."):
+        errs.append(invalid_value(path, name, "doesn't follow extended resource name standard"))
+    return errs
+
+
+def _validate_quantity(name: str, value: Any, path: str) -> tuple[Quantity | None, list[FieldError]]:
+    quantity = parse_quantity(value)
+    if quantity is None:
+        return None, [invalid_value(path, as_str(value), QUANTITY_FORMAT_ERROR)]
+    errs: list[FieldError] = []
+    if quantity.value < 0:
+        errs.append(invalid_value(path, str(quantity), "must be greater than or equal to 0"))
+    if not _is_native_resource(name) and quantity.value != quantity.value.to_integral_value():
+        errs.append(invalid_value(path, str(quantity), "must be an integer"))
+    return quantity, errs
+
+
+def _validate_resources(resources: Any, path: str) -> list[FieldError]:
+    """ValidateResourceRequirements: names, non-negative quantities, requests within limits."""
+    resources = as_dict(resources)
+    errs: list[FieldError] = []
+    limits: dict[str, Quantity] = {}
+    for name, value in as_dict(resources.get("limits")).items():
+        item_path = f"{path}.limits[{name}]"
+        errs.extend(_validate_resource_name(name, item_path))
+        quantity, quantity_errs = _validate_quantity(name, value, item_path)
+        errs.extend(quantity_errs)
+        if quantity is not None:
+            limits[name] = quantity
+    for name, value in as_dict(resources.get("requests")).items():
+        item_path = f"{path}.requests[{name}]"
+        errs.extend(_validate_resource_name(name, item_path))
+        quantity, quantity_errs = _validate_quantity(name, value, item_path)
+        errs.extend(quantity_errs)
+        if quantity is None:
+            continue
+        limit = limits.get(name)
+        if limit is not None:
+            if quantity.value != limit.value and not _overcommit_allowed(name):
+                errs.append(
+                    invalid_value(
+                        f"{path}.requests", str(quantity), f"must be equal to {name} limit of {limit}"
+                    )
+                )
+            elif quantity.value > limit.value:
+                errs.append(
+                    invalid_value(
+                        f"{path}.requests",
+                        str(quantity),
+                        f"must be less than or equal to {name} limit of {limit}",
+                    )
+                )
+        elif not _overcommit_allowed(name):
+            errs.append(required(f"{path}.limits", "Limit must be set for non overcommitable resources"))
+    return errs
+
+
 def _validate_container_common(ctr: dict[str, Any], volumes: set[str], path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     name = as_str(ctr.get("name"))
@@ -244,6 +318,7 @@ def _validate_container_common(ctr: dict[str, Any], volumes: set[str], path: str
     errs.extend(_validate_container_ports(as_list(ctr.get("ports")), f"{path}.ports"))
     errs.extend(_validate_env(as_list(ctr.get("env")), f"{path}.env"))
     errs.extend(_validate_volume_mounts(as_list(ctr.get("volumeMounts")), volumes, f"{path}.volumeMounts"))
+    errs.extend(_validate_resources(ctr.get("resources"), f"{path}.resources"))
     pull = as_str(ctr.get("imagePullPolicy"))
     if not pull:
         errs.append(required(f"{path}.imagePullPolicy"))
