@@ -682,3 +682,20 @@ async def test_restart_keeps_objects_and_paging_snapshot(tmp_path) -> None:
     finally:
         await client.close()
         await store.close()
+
+
+async def test_concurrent_patches_all_apply(api: Api) -> None:
+    base = SVC.format(ns="default")
+    await api.ok("POST", base, service("busy"))
+
+    async def label(i: int) -> None:
+        await api.ok(
+            "PATCH",
+            base + "/busy",
+            {"metadata": {"labels": {f"l{i}": "x"}}},
+            content_type="application/strategic-merge-patch+json",
+        )
+
+    await asyncio.gather(*(label(i) for i in range(20)))
+    final = await api.ok("GET", base + "/busy")
+    assert set(final["metadata"]["labels"]) == {f"l{i}" for i in range(20)}

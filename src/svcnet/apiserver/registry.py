@@ -44,8 +44,9 @@ assert NAMESPACES is not None
 
 # generic registry: RetryGenerateName retries a generated name up to 8 times.
 GENERATE_NAME_ATTEMPTS = 8
-# GuaranteedUpdate retries an unconditional update/patch that lost a compare-and-swap.
-UPDATE_ATTEMPTS = 16
+# GuaranteedUpdate retries an unconditional update/patch that lost a compare-and-swap for as
+# long as it takes; a bound only keeps a pathological hot key from spinning forever.
+UPDATE_ATTEMPTS = 1000
 # AllowCreateOnUpdate() is true for these strategies (PUT to a missing object creates it).
 CREATE_ON_UPDATE = {"services", "endpoints", "events", "leases"}
 # NamespaceLifecycle admission refuses to delete these.
@@ -275,7 +276,10 @@ class Registry:
         self.check_name(metadata, name)
         self.check_namespace(resource, metadata, namespace)
         hooks.apply_defaults(new)
+        # "0" parses to revision 0 upstream, which means an unconditional update.
         want_rv = metadata_of(new, resource).get("resourceVersion") or None
+        if want_rv == "0":
+            want_rv = None
         key = resource.key(namespace, name)
         for _ in range(UPDATE_ATTEMPTS):
             kv = await self.store.get(key)
@@ -444,8 +448,8 @@ class Registry:
                     resource, kv, current, patched, subresource=subresource, dry_run=dry_run
                 )
             except CompareFailedError:
-                if pinned is not None:
-                    raise errors.conflict(resource.plural, name, resource.group) from None
+                # Someone wrote meanwhile: re-apply the patch to the new object. A patch that
+                # carries a resourceVersion then fails the check above with 409.
                 continue
         raise errors.conflict(resource.plural, name, resource.group)
 
