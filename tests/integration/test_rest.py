@@ -388,7 +388,8 @@ def deployment(name: str, replicas: int = 1) -> dict:
 
 async def test_scale_subresource(api: Api) -> None:
     base = "/apis/apps/v1/namespaces/default/deployments"
-    await api.ok("POST", base, deployment("web", 2))
+    created = await api.ok("POST", base, deployment("web", 2))
+    assert created["metadata"]["generation"] == 1
     scale = await api.ok("GET", base + "/web/scale")
     assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
     assert scale["spec"] == {"replicas": 2}
@@ -396,7 +397,16 @@ async def test_scale_subresource(api: Api) -> None:
     scale["spec"]["replicas"] = 5
     scaled = await api.ok("PUT", base + "/web/scale", scale)
     assert scaled["spec"]["replicas"] == 5
-    assert (await api.ok("GET", base + "/web"))["spec"]["replicas"] == 5
+    scaled_deployment = await api.ok("GET", base + "/web")
+    assert scaled_deployment["spec"]["replicas"] == 5
+    assert scaled_deployment["metadata"]["generation"] == 2  # a spec change bumps generation
+    labelled = await api.ok(
+        "PATCH",
+        base + "/web",
+        {"metadata": {"labels": {"a": "b"}}},
+        content_type="application/merge-patch+json",
+    )
+    assert labelled["metadata"]["generation"] == 2  # metadata changes do not
     patched = await api.ok(
         "PATCH", base + "/web/scale", {"spec": {"replicas": 3}}, content_type="application/merge-patch+json"
     )
