@@ -173,8 +173,8 @@ class Match:
 
 
 class Rule:
-    """One `-A` rule. A rule read lazily from a large dump is parsed on first use (`parsed`
-    False until then) and finds its line number only when asked."""
+    """One `-A` rule, its options parsed. A rule read lazily from a large dump finds its line
+    number only when asked."""
 
     __slots__ = (
         "_line_no",
@@ -182,10 +182,8 @@ class Rule:
         "_pos",
         "chain",
         "comment",
-        "dst_hint",
         "goto",
         "matches",
-        "parsed",
         "table",
         "target",
         "target_opts",
@@ -201,7 +199,6 @@ class Rule:
         *,
         pos: int = -1,
         lines: LineIndex | None = None,
-        parsed: bool = True,
     ) -> None:
         self.table = table
         self.chain = chain
@@ -211,8 +208,6 @@ class Rule:
         self.goto = False
         self.target_opts: dict[str, object] = {}
         self.comment: str | None = None
-        self.parsed = parsed
-        self.dst_hint: str | None = None  # the rule's plain `-d IP`, to skip it without parsing
         self._line_no = line_no
         self._pos = pos
         self._lines = lines
@@ -224,18 +219,18 @@ class Rule:
             self._line_no = self._lines.line_of(self._pos)
         return self._line_no
 
-    def ensure_parsed(self) -> None:
-        if self.parsed:
-            return
-        try:
-            words = tokenize(self.text)
-        except ValueError as exc:
-            raise RuleParseError(self.line_no, self.text, str(exc)) from None
-        _parse_rule_spec(self, words[2:], self.line_no, self.text)
-        self.parsed = True
-
     def __repr__(self) -> str:
         return f"Rule({self.table} line {self.line_no}: {self.text})"
+
+
+def parse_rule_text(rule: Rule) -> Rule:
+    """Fill in the options of a rule created with its text only."""
+    try:
+        words = tokenize(rule.text)
+    except ValueError as exc:
+        raise RuleParseError(rule.line_no, rule.text, str(exc)) from None
+    _parse_rule_spec(rule, words[2:], rule.line_no, rule.text)
+    return rule
 
 
 class LineIndex:
@@ -245,11 +240,14 @@ class LineIndex:
 
     def __init__(self, text: str, first: int = 1) -> None:
         self.text = text
-        self.starts = [first]
-        for base in range(0, len(text), self._BLOCK):
-            self.starts.append(self.starts[-1] + text.count("\n", base, base + self._BLOCK))
+        self.first = first
+        self.starts: list[int] = []
 
     def line_of(self, pos: int) -> int:
+        if not self.starts:  # counted once, on the first question
+            self.starts.append(self.first)
+            for base in range(0, len(self.text), self._BLOCK):
+                self.starts.append(self.starts[-1] + self.text.count("\n", base, base + self._BLOCK))
         block = pos // self._BLOCK
         return self.starts[block] + self.text.count("\n", block * self._BLOCK, pos)
 

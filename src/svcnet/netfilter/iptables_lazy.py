@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, MutableMapping
 
+from svcnet.netfilter.errors import RuleParseError
 from svcnet.netfilter.iptables import (
     BUILTIN_CHAINS,
     Chain,
@@ -25,13 +26,31 @@ from svcnet.netfilter.iptables import (
     Rule,
     Table,
     parse_iptables,
+    parse_rule_text,
 )
 
 LAZY_MIN_LINES = 5000
 
 # A line (after its newline) that the fast path does not accept.
-_BAD_LINE = re.compile(r"\n(?!-A \S+ |:\S+ \S+|\*\S+[ \t]*(?:\n|$)|COMMIT[ \t]*(?:\n|$)|#|[ \t]*(?:\n|$))")
-_DECL = re.compile(r"\n:(\S+) (\S+)(?: \[\d+:\d+\])?[ \t]*(?=\n|$)")
+_END = r"[ \t]*(?:\n|$)"
+_BAD_LINE = re.compile(rf"\n(?!-A \S+ |:\S+ \S+(?: \[\d+:\d+\])?{_END}|\*\S+{_END}|COMMIT{_END}|#|{_END})")
+
+
+class LazyRule:
+    """A rule known by its text only, until the tracer needs its options."""
+
+    __slots__ = ("chain", "dst_hint", "lines", "pos", "table", "text")
+
+    def __init__(self, table: str, chain: str, text: str, pos: int, lines: LineIndex) -> None:
+        self.table, self.chain, self.text, self.pos, self.lines = table, chain, text, pos, lines
+        self.dst_hint = _dst_hint(text)
+
+    @property
+    def line_no(self) -> int:
+        return self.lines.line_of(self.pos)
+
+    def parse(self) -> Rule:
+        return parse_rule_text(Rule(self.table, self.chain, None, self.text, pos=self.pos, lines=self.lines))
 
 
 def load_iptables(text: str) -> IptablesRuleset:
@@ -64,99 +83,98 @@ def _try_lazy(t: str) -> IptablesRuleset | None:
             return None
         if 0 <= following < commit:
             return None
-        table = _lazy_table(t, name, head_end, commit, lines)
-        if table is None:
-            return None
-        ruleset.tables[name] = table
+        ruleset.tables[name] = Table(name, _LazyChains(t, name, head_end, commit, lines))
         end = t.find("\n", commit + 1)
         pos = len(t) if end < 0 else end
     return ruleset
 
 
-def _lazy_table(t: str, name: str, start: int, end: int, lines: LineIndex) -> Table | None:
-    decls = dict(_DECL.findall(t, start, end))
-    if len(decls) != t.count("\n:", start, end):
-        return None  # a malformed or repeated chain line
-    builtins = BUILTIN_CHAINS[name]
-    for chain, policy in decls.items():
-        if (policy not in ("ACCEPT", "DROP")) if chain in builtins else (policy != "-"):
-            return None
-    for builtin in builtins:
-        decls.setdefault(builtin, "ACCEPT")
-    return Table(name, _LazyChains(t, name, start, end, decls, lines))
-
-
 class _LazyChains(MutableMapping[str, Chain]):
-    """The chains of one table section, each created (and its rules found) on first use."""
+    """The chains of one table section, each looked up (and its rules found) on first use."""
 
-    def __init__(self, t: str, table: str, start: int, end: int, decls: dict[str, str], lines: LineIndex):
-        self.t, self.table, self.start, self.end = t, table, start, end
-        self.decls = decls
-        self.lines = lines
-        self.made: dict[str, Chain] = {}
+    def __init__(self, t: str, table: str, start: int, end: int, lines: LineIndex):
+        self.t, self.table, self.start, self.end, self.lines = t, table, start, end, lines
+        # Dumps and kube-proxy's input declare every chain before the first rule: look for
+        # declarations there only. (If not, the whole section is searched.)
+        first_rule = t.find("\n-A ", start, end)
+        last_decl = t.rfind("\n:", start, end)
+        self.decl_end = first_rule if first_rule >= 0 and last_decl < first_rule else end
+        self.made: dict[str, Chain | None] = {}
+
+    def _declared(self, name: str) -> tuple[str, int] | None:
+        """(policy, offset) of the chain's declaration line."""
+        pos = self.t.find(f"\n:{name} ", self.start, self.decl_end)
+        if pos < 0:
+            return None
+        eol = self.t.find("\n", pos + 1)
+        words = self.t[pos + 2 : eol if eol >= 0 else None].split()
+        return words[1], pos + 1
+
+    def _make(self, name: str) -> Chain | None:
+        builtin = name in BUILTIN_CHAINS[self.table]
+        decl = self._declared(name)
+        if decl is None and not builtin:
+            return None
+        policy, pos = decl if decl else ("ACCEPT", -1)
+        if (policy not in ("ACCEPT", "DROP")) if builtin else (policy != "-"):
+            raise RuleParseError(
+                self.lines.line_of(pos), self.t[pos : self.t.find("\n", pos)], "bad chain policy"
+            )
+        line_no = (lambda: self.lines.line_of(pos)) if pos >= 0 else 0
+        return Chain(name, policy if builtin else None, loader=self._load, line_no=line_no)  # type: ignore[arg-type]
 
     def __contains__(self, name: object) -> bool:
-        return name in self.decls
+        return isinstance(name, str) and self.get(name) is not None
+
+    def get(self, name: str, default: Chain | None = None) -> Chain | None:  # type: ignore[override]
+        if name not in self.made:
+            self.made[name] = self._make(name)
+        chain = self.made[name]
+        return chain if chain is not None else default
 
     def __getitem__(self, name: str) -> Chain:
-        chain = self.made.get(name)
+        chain = self.get(name)
         if chain is None:
-            policy = self.decls[name]
-            chain = Chain(
-                name,
-                None if policy == "-" else policy,
-                loader=self._load,
-                line_no=lambda: self._decl_line(name),  # type: ignore[arg-type]
-            )
-            self.made[name] = chain
+            raise KeyError(name)
         return chain
 
     def __setitem__(self, name: str, chain: Chain) -> None:
-        self.decls[name] = chain.policy or "-"
         self.made[name] = chain
 
     def __delitem__(self, name: str) -> None:
-        del self.decls[name]
-        self.made.pop(name, None)
+        self.made[name] = None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.decls)
+        """Every declared chain (a full scan: for inspection, not for tracing)."""
+        names = dict.fromkeys(re.findall(r"\n:(\S+) ", self.t[self.start : self.end]))
+        names.update(dict.fromkeys(BUILTIN_CHAINS[self.table]))
+        return iter([n for n in names if self.get(n) is not None])
 
     def __len__(self) -> int:
-        return len(self.decls)
-
-    def _decl_line(self, name: str) -> int:
-        pos = self.t.find(f"\n:{name} ", self.start, self.end)
-        return self.lines.line_of(pos + 1) if pos >= 0 else 0
+        return sum(1 for _ in self)
 
     def _load(self, chain: Chain) -> list[Rule]:
-        t, end = self.t, self.end
+        t, end, table, lines = self.t, self.end, self.table, self.lines
         needle = f"\n-A {chain.name} "
-        rules: list[Rule] = []
+        rules: list = []
         pos = t.find(needle, self.start, end)
         while pos >= 0:
             eol = t.find("\n", pos + 1)
             if eol < 0:
                 eol = len(t)
-            text = t[pos + 1 : eol].rstrip()
-            rule = Rule(self.table, chain.name, None, text, pos=pos + 1, lines=self.lines, parsed=False)
-            rule.dst_hint = _dst_hint(text)
-            rules.append(rule)
+            rules.append(LazyRule(table, chain.name, t[pos + 1 : eol].rstrip(), pos + 1, lines))
             pos = t.find(needle, eol, end)
         return rules
 
 
 def _dst_hint(text: str) -> str | None:
-    """The rule's `-d a.b.c.d` when it can be read without parsing: outside any quoted comment,
+    """The rule's `-d a.b.c.d` when it can be read without parsing: after every quoted comment,
     not negated, one IPv4 address (iptables-save writes /32)."""
-    quote = text.rfind('"')
-    i = text.find(" -d ", quote + 1)
-    if i < 0 or text[i - 1] == "!":
+    i = text.rfind(" -d ")
+    if i < 0 or text[i - 1] == "!" or '"' in text[i:]:
         return None
     j = text.find(" ", i + 4)
     value = text[i + 4 : j] if j >= 0 else text[i + 4 :]
-    if value.endswith("/32"):
+    if value[-3:] == "/32":
         value = value[:-3]
-    if value.count(".") != 3 or "/" in value or "," in value:
-        return None
-    return value
+    return value if value.count(".") == 3 and "/" not in value and "," not in value else None

@@ -10,6 +10,7 @@ jump already present is never added twice.
 from __future__ import annotations
 
 from svcnet.netfilter.iptables import IptablesRuleset, parse_rule
+from svcnet.netfilter.iptables_lazy import LazyRule
 
 _NEW = "-m conntrack --ctstate NEW "
 # (table, built-in chain, kube-proxy chain, match prefix, comment), in upstream's order.
@@ -39,7 +40,11 @@ def add_kube_proxy_jumps(ruleset: IptablesRuleset) -> list[str]:
         if t is None or target not in t.chains or builtin not in t.chains:
             continue
         chain = t.chains[builtin]
-        if any(r.target == target for r in chain.rules):
+        rules = chain.rules
+        for i, rule in enumerate(rules):
+            if isinstance(rule, LazyRule):
+                rules[i] = rule.parse()
+        if any(r.target == target for r in rules):
             continue
         comment_args = f'-m comment --comment "{comment}" ' if comment else ""
         text = f"-A {builtin} {prefix}{comment_args}-j {target}"

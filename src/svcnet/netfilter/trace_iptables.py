@@ -11,6 +11,7 @@ from __future__ import annotations
 from svcnet.netfilter.addr import LocalAddresses, format_addr, format_net, net_contains, parse_addr
 from svcnet.netfilter.errors import RuleParseError, TraceError
 from svcnet.netfilter.iptables import EXTENSION_TARGETS, IptablesRuleset, Match, Rule
+from svcnet.netfilter.iptables_lazy import LazyRule
 from svcnet.netfilter.trace import MAX_JUMP_DEPTH, Flow, addr_type
 
 # Tables registered on each hook, in priority order (raw -300, mangle -150, nat -100 / 100,
@@ -93,6 +94,11 @@ class IptablesEngine:
                     results.append((f, None))
                     break
                 rule = rules[index]
+                if rule.__class__ is LazyRule:  # read from a large dump: parse only if it can match
+                    if rule.dst_hint is not None and rule.dst_hint != f.dst_text:
+                        index += 1
+                        continue
+                    rule = rules[index] = rule.parse()
                 outcome = self._match(rule, f)
                 if outcome is False:
                     index += 1
@@ -214,10 +220,6 @@ class IptablesEngine:
 
     # --- matches ------------------------------------------------------------------------
     def _match(self, rule: Rule, f: Flow) -> tuple[float, list[str]] | bool:
-        if rule.dst_hint is not None and rule.dst_hint != f.dst_text:
-            return False
-        if not rule.parsed:
-            rule.ensure_parsed()
         probability = 1.0
         notes: list[str] = []
         for m in rule.matches:
