@@ -852,3 +852,10 @@ async def test_invalid_services_are_422_statuses_over_http(tmp_path: Any) -> Non
     finally:
         await client.close()
         await store.close()
+
+
+def test_same_node_port_for_tcp_and_udp_of_one_port_is_valid() -> None:
+    allocated(service({"type": "NodePort", "ports": [
+        {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "nodePort": 30053},
+    ]}))  # fmt: skip
