@@ -130,6 +130,7 @@ async def test_pagination_is_one_snapshot_while_writes_happen(api: Api) -> None:
     for i in range(25):
         await api.ok("POST", base, service(f"page-{i:02d}"))
     first = await api.ok("GET", base + "?limit=10")
+    assert first["metadata"]["remainingItemCount"] == 15
     snapshot_rv = first["metadata"]["resourceVersion"]
     seen = [item["metadata"]["name"] for item in first["items"]]
     token = first["metadata"]["continue"]
@@ -189,6 +190,11 @@ async def test_expired_continue_token_is_410(api: Api) -> None:
         (
             "continue="
             + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":3,"start":"../x\\u0000"}').decode(),
+            "continue key is not valid",
+        ),
+        (
+            "continue="
+            + base64.urlsafe_b64encode(b'{"v":"meta.k8s.io/v1","rv":99999999,"start":"a\\u0000"}').decode(),
             "continue key is not valid",
         ),
         ("resourceVersion=abc", "invalid resourceVersion"),

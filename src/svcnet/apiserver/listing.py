@@ -223,7 +223,10 @@ class Lister:
         pred = opts.predicate()
         if opts.continue_rev is not None:
             rev = opts.continue_rev
-            if rev > self.cache.revision and not await self.cache.wait_for(rev, self.wait_seconds):
+            if rev > self.cache.revision and (
+                rev > await self.store.current_revision()
+                or not await self.cache.wait_for(rev, self.wait_seconds)
+            ):
                 raise errors.bad_request(
                     "continue key is not valid: the encoded resourceVersion is in the future"
                 )
@@ -235,7 +238,10 @@ class Lister:
             )
         if opts.rv_match == "Exact" and opts.rv_value is not None:
             rev = opts.rv_value
-            if rev > self.cache.revision and not await self.cache.wait_for(rev, self.wait_seconds):
+            if rev > self.cache.revision and (
+                rev > await self.store.current_revision()
+                or not await self.cache.wait_for(rev, self.wait_seconds)
+            ):
                 raise too_large_rv(rev, self.cache.revision)
             if cache.last_change <= rev <= self.cache.revision:
                 return self._from_cache(resource, namespace, opts, pred, rev, None)
@@ -255,8 +261,18 @@ class Lister:
         rev: int,
         start_after: str | None,
     ) -> ListPage:
-        entries = self.cache.cache(resource).entries(namespace, start_after)
-        return self._page(entries, opts.limit, pred, rev, resource)
+        rcache = self.cache.cache(resource)
+        if pred is None and opts.limit > 0:
+            # No selector: the page is a slice, and the rest of the collection is countable
+            # (remainingItemCount, which upstream sets only for unfiltered lists).
+            keys, lo, hi = rcache.key_range(namespace, start_after)
+            end = min(lo + opts.limit, hi)
+            items = rcache.items
+            raws = [items[keys[i]].raw for i in range(lo, end)]
+            if end < hi:
+                return ListPage(raws, rev, encode_continue(rev, keys[end - 1], resource), hi - end)
+            return ListPage(raws, rev, None, None)
+        return self._page(rcache.entries(namespace, start_after), opts.limit, pred, rev, resource)
 
     def _page(
         self, entries: Iterable[Entry], limit: int, pred: Predicate | None, rev: int, resource: Resource

@@ -206,19 +206,25 @@ class ResourceCache:
             self._sorted = sorted(self.items)
         return self._sorted
 
-    def entries(self, namespace: str | None = None, start_after: str | None = None) -> Iterable[Entry]:
-        """Current objects in key order, optionally in one namespace and after a key."""
+    def key_range(
+        self, namespace: str | None = None, start_after: str | None = None
+    ) -> tuple[list[str], int, int]:
+        """(sorted keys, lo, hi): keys[lo:hi] are the collection's keys after ``start_after``."""
         keys = self.sorted_keys()
         prefix = self.resource.prefix(namespace)
         lo = bisect.bisect_left(keys, prefix)
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # prefixes end with "/": the next string up
+        hi = bisect.bisect_left(keys, end, lo)
         if start_after is not None and start_after >= prefix:
-            lo = bisect.bisect_right(keys, start_after)
+            lo = min(bisect.bisect_right(keys, start_after, lo), hi)
+        return keys, lo, hi
+
+    def entries(self, namespace: str | None = None, start_after: str | None = None) -> Iterable[Entry]:
+        """Current objects in key order, optionally in one namespace and after a key."""
+        keys, lo, hi = self.key_range(namespace, start_after)
         items = self.items
-        for i in range(lo, len(keys)):
-            key = keys[i]
-            if not key.startswith(prefix):
-                break
-            yield items[key]
+        for i in range(lo, hi):
+            yield items[keys[i]]
 
     def count(self, namespace: str | None) -> int:
         if namespace is None:
