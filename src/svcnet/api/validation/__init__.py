@@ -78,7 +78,7 @@ def _guarded(run: Callable[[], list[FieldError]]) -> list[FieldError]:
     gets a 422 naming the problem instead of the server failing."""
     try:
         return run()
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as exc:
         return [invalid_value("", "<object>", f"object could not be validated: {exc}")]
 
 
