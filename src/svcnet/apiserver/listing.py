@@ -247,7 +247,13 @@ class Lister:
                 return self._from_cache(resource, namespace, opts, pred, rev, None)
             return await self._from_store(resource, namespace, opts, pred, rev, None, expired=list_expired)
         if opts.resource_version == "":
-            await self.cache.sync(self.wait_seconds)  # consistent read: everything committed
+            # A consistent read: everything committed so far. Should the cache be stuck, the
+            # store answers instead, as kube-apiserver falls back to etcd.
+            if not await self.cache.sync(self.wait_seconds):
+                rev = await self.store.current_revision()
+                return await self._from_store(
+                    resource, namespace, opts, pred, rev, None, expired=list_expired
+                )
         elif opts.rv_value and not await self.cache.wait_for(opts.rv_value, self.wait_seconds):
             raise too_large_rv(opts.rv_value, self.cache.revision)
         return self._from_cache(resource, namespace, opts, pred, self.cache.revision, None)
