@@ -4,6 +4,7 @@ import pytest
 
 from svcnet.api.resources import RESOURCES
 from svcnet.api.schema import (
+    decode_error,
     drop_unknown_fields,
     duplicate_fields,
     model_class,
@@ -212,3 +213,117 @@ def test_schema_tree_shapes():
     schema["properties"].clear()
     assert schema_for("v1", "Service")["properties"]
     assert schema_for("example.com/v1", "Widget") is None
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "obj", "message"),
+    [
+        (
+            "v1",
+            "Service",
+            {"spec": {"ports": [{"port": "80"}]}},
+            "json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": {"ports": [{"port": 3000000000}]}},
+            "json: cannot unmarshal number 3000000000"
+            " into Go struct field ServicePort.spec.ports.port of type int32",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": "x"},
+            "json: cannot unmarshal string into Go struct field Service.spec of type v1.ServiceSpec",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": {"ports": {}}},
+            "json: cannot unmarshal object"
+            " into Go struct field ServiceSpec.spec.ports of type []v1.ServicePort",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": {"ports": ["x"]}},
+            "json: cannot unmarshal string"
+            " into Go struct field ServiceSpec.spec.ports of type v1.ServicePort",
+        ),
+        (
+            "v1",
+            "Service",
+            {"kind": 1},
+            "json: cannot unmarshal number into Go struct field Service.kind of type string",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": {"publishNotReadyAddresses": "true"}},
+            "json: cannot unmarshal string"
+            " into Go struct field ServiceSpec.spec.publishNotReadyAddresses of type bool",
+        ),
+        (
+            "v1",
+            "Pod",
+            {"metadata": {"labels": {"a": 1}}},
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string",
+        ),
+        (
+            "v1",
+            "Pod",
+            {"metadata": {"generation": 1.5}},
+            "json: cannot unmarshal number 1.5"
+            " into Go struct field ObjectMeta.metadata.generation of type int64",
+        ),
+        (
+            "apps/v1",
+            "Deployment",
+            {"spec": {"replicas": "3"}},
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32",
+        ),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            {"ports": [{"port": "x"}]},
+            "json: cannot unmarshal string into Go struct field EndpointPort.ports.port of type int32",
+        ),
+        (
+            "v1",
+            "Service",
+            {"spec": {"ports": [{"port": 80, "targetPort": {"x": 1}}]}},
+            "json: cannot unmarshal object into Go value of type int32",
+        ),
+        (
+            "v1",
+            "Service",
+            {"metadata": {"creationTimestamp": 5}},
+            "json: cannot unmarshal number into Go value of type string",
+        ),
+    ],
+)
+def test_decode_error_messages(api_version, kind, obj, message):
+    assert decode_error(api_version, kind, obj) == message
+
+
+def test_decode_error_reports_the_first_in_document_order_and_accepts_valid_objects():
+    pod = {
+        "spec": {
+            "containers": [{"name": "a", "ports": [{"containerPort": "80"}]}],
+            "terminationGracePeriodSeconds": "x",
+        }
+    }
+    assert decode_error("v1", "Pod", pod).endswith(
+        "ContainerPort.spec.containers.ports.containerPort of type int32"
+    )
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s", "creationTimestamp": None},
+        "spec": {
+            "ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081}],
+            "selector": None,
+        },
+    }
+    assert decode_error("v1", "Service", svc) is None

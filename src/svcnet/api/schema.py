@@ -29,6 +29,7 @@ from kubernetes.client import models as client_models
 from svcnet.api.selectors import go_quote
 
 __all__ = [
+    "decode_error",
     "drop_unknown_fields",
     "duplicate_fields",
     "model_class",
@@ -44,13 +45,14 @@ MAX_STRICT_ERRORS = 100
 
 @dataclass(frozen=True)
 class _Type:
-    kind: str  # "model", "list", "map", "any", "scalar"
+    kind: str  # "model", "list", "map", "any", "intorstr", "scalar"
     model: type | None = None
     elem: _Type | None = None
     scalar: str = ""  # the client's name: str, int, bool, float, datetime, date, bytes
 
 
 _ANY = _Type("any")
+_INT_OR_STRING = _Type("intorstr")
 _LIST_RE = re.compile(r"^(?:List|list)\[(.*)\]$")
 _MAP_RE = re.compile(r"^(?:Dict\[str,\s*(.*)\]|dict\(str,\s*(.*)\))$")
 _SCALARS = frozenset({"str", "int", "bool", "float", "datetime", "date", "bytes", "bytearray"})
@@ -77,10 +79,13 @@ def _parse_type(text: str) -> _Type:
 @functools.cache
 def _fields(model: type) -> dict[str, tuple[str, _Type]]:
     """JSON field name -> (Python attribute, type) of one model class, computed once."""
-    return {
-        model.attribute_map[attr]: (attr, _parse_type(type_text))
-        for attr, type_text in model.openapi_types.items()
-    }
+    out = {}
+    for attr, type_text in model.openapi_types.items():
+        typ = _parse_type(type_text)
+        if typ.kind == "any" and _is_int_or_string(model, attr):
+            typ = _INT_OR_STRING
+        out[model.attribute_map[attr]] = (attr, typ)
+    return out
 
 
 # apiVersion/kind pairs whose client class is not "V1" + kind (several groups share a kind name).
@@ -167,6 +172,158 @@ def drop_unknown_fields(api_version: str, kind: str, obj: dict[str, Any]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------
+# Type errors: what encoding/json says when a value has the wrong JSON type for its Go field.
+# ---------------------------------------------------------------------------------------------
+
+# The client says only "int"; these fields are int64 in the Go types, every other int is int32.
+_INT64_FIELDS = frozenset(
+    {
+        "generation",
+        "observedGeneration",
+        "deletionGracePeriodSeconds",
+        "terminationGracePeriodSeconds",
+        "activeDeadlineSeconds",
+        "tolerationSeconds",
+        "runAsUser",
+        "runAsGroup",
+        "fsGroup",
+        "supplementalGroups",
+        "expirationSeconds",
+        "seconds",
+    }
+)
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_CLASS_NAME_RE = re.compile(r"^(?:[A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)(\w+)$")
+
+
+def _go_struct_name(model: type) -> tuple[str, str]:
+    """(package-qualified type, bare struct name): V1ServiceSpec -> ("v1.ServiceSpec", "ServiceSpec")."""
+    match = _CLASS_NAME_RE.match(model.__name__)
+    if not match:
+        return model.__name__, model.__name__
+    return f"{match.group(1).lower()}.{match.group(2)}", match.group(2)
+
+
+def _go_type_name(typ: _Type, field: str) -> str:
+    if typ.kind == "model":
+        return _go_struct_name(typ.model)[0]  # type: ignore[arg-type]
+    if typ.kind == "list":
+        return "[]" + _go_type_name(typ.elem, field)  # type: ignore[arg-type]
+    if typ.kind == "map":
+        return "map[string]" + _go_type_name(typ.elem, field)  # type: ignore[arg-type]
+    if typ.scalar == "int":
+        return "int64" if field in _INT64_FIELDS else "int32"
+    return {"str": "string", "bool": "bool", "float": "float64"}.get(typ.scalar, "string")
+
+
+def _json_value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return f"number {value}"
+    if isinstance(value, float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _custom_decoder_error(value: Any, typ: _Type) -> str | None:
+    """Errors of types with their own UnmarshalJSON (IntOrString, metav1.Time). They decode
+    with the standard library, whose errors the API server's decoder passes on without the
+    field context."""
+    if value is None:
+        return None
+    is_int32 = isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31
+    if typ.kind == "intorstr" and not isinstance(value, str) and not is_int32:
+        return f"json: cannot unmarshal {_json_value_kind(value)} into Go value of type int32"
+    if typ.scalar in ("datetime", "date") and not isinstance(value, str):
+        kind = "number" if _json_value_kind(value).startswith("number") else _json_value_kind(value)
+        return f"json: cannot unmarshal {kind} into Go value of type string"
+    return None
+
+
+def _type_mismatch(value: Any, typ: _Type, field: str) -> bool:
+    if (
+        value is None
+        or typ.kind in ("any", "intorstr")
+        or typ.scalar in ("datetime", "date", "bytes", "bytearray")
+    ):
+        return False  # null decodes into anything; these types have their own decoders
+    if typ.kind == "model" or typ.kind == "map":
+        return not isinstance(value, dict)
+    if typ.kind == "list":
+        return not isinstance(value, list)
+    if typ.scalar == "str":
+        return not isinstance(value, str)
+    if typ.scalar == "bool":
+        return not isinstance(value, bool)
+    if typ.scalar == "float":
+        return isinstance(value, bool) or not isinstance(value, int | float)
+    if typ.scalar == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return True
+        low, high = _INT_RANGES[_go_type_name(typ, field)]
+        return not low <= value <= high
+    return False
+
+
+def _first_type_error(value: Any, typ: _Type, struct: str, stack: list[str]) -> str | None:
+    field = stack[-1] if stack else ""
+    custom = _custom_decoder_error(value, typ)
+    if custom:
+        return custom
+    if _type_mismatch(value, typ, field):
+        kind = _json_value_kind(value)
+        if typ.scalar == "int" and isinstance(value, int) and not isinstance(value, bool):
+            kind = f"number {value}"
+        elif not (typ.kind == "scalar" and typ.scalar in ("int", "float")) and kind.startswith("number"):
+            kind = "number"
+        type_name = _go_type_name(typ, field)
+        if stack:
+            return (
+                f"json: cannot unmarshal {kind} into Go struct field {struct}.{'.'.join(stack)} "
+                f"of type {type_name}"
+            )
+        return f"json: cannot unmarshal {kind} into Go value of type {type_name}"
+    if typ.kind == "model" and isinstance(value, dict):
+        fields = _fields(typ.model)  # type: ignore[arg-type]
+        name = _go_struct_name(typ.model)[1]  # type: ignore[arg-type]
+        for key, child in value.items():
+            if key in fields:
+                found = _first_type_error(child, fields[key][1], name, [*stack, key])
+                if found:
+                    return found
+    elif typ.kind == "list" and isinstance(value, list):
+        for item in value:  # Go's error context has no index for list items
+            found = _first_type_error(item, typ.elem, struct, stack)  # type: ignore[arg-type]
+            if found:
+                return found
+    elif typ.kind == "map" and isinstance(value, dict):
+        for child in value.values():  # nor a key for map values
+            found = _first_type_error(child, typ.elem, struct, stack)  # type: ignore[arg-type]
+            if found:
+                return found
+    return None
+
+
+def decode_error(api_version: str, kind: str, obj: Any) -> str | None:
+    """The first wrong-JSON-type error Go's decoder would report for ``obj``, or None.
+
+    E.g. ``json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of
+    type int32``; kube-apiserver answers 400 with ``<Kind> in version "<v>" cannot be handled as
+    a <Kind>: `` before it. Values with their own decoders (IntOrString, Time, Quantity as
+    strings, RawExtension) are not checked; int32 versus int64 comes from a table of names.
+    """
+    model = model_class(api_version, kind)
+    if model is None:
+        return None
+    return _first_type_error(obj, _Type("model", model=model), "", [])
+
+
+# ---------------------------------------------------------------------------------------------
 # Duplicate fields: need the raw JSON, since a dict keeps only the last of repeated keys.
 # ---------------------------------------------------------------------------------------------
 
@@ -187,7 +344,7 @@ def _walk_strict(value: Any, typ: _Type | None, path: str, out: list[str], seen:
             seen.add(message)
             out.append(message)
 
-    if typ is not None and typ.kind in ("any", "scalar"):
+    if typ is not None and typ.kind in ("any", "intorstr", "scalar"):
         return  # custom decoders (IntOrString, RawExtension, Time): nothing inside is checked
     if isinstance(value, _Pairs):
         if typ is not None and typ.kind == "list":
@@ -287,6 +444,8 @@ def _type_schema(typ: _Type, stack: tuple[type, ...]) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _type_schema(typ.elem, stack)}  # type: ignore[arg-type]
     if typ.kind == "model":
         return _model_schema(typ.model, stack)  # type: ignore[arg-type]
+    if typ.kind == "intorstr":
+        return {"x-kubernetes-int-or-string": True}
     return {"x-kubernetes-preserve-unknown-fields": True}
 
 
@@ -297,10 +456,7 @@ def _model_schema(model: type, stack: tuple[type, ...]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     model_fields = getattr(model, "model_fields", {})
     for json_name, (attr, typ) in _fields(model).items():
-        if typ.kind == "any" and _is_int_or_string(model, attr):
-            prop: dict[str, Any] = {"x-kubernetes-int-or-string": True}
-        else:
-            prop = _type_schema(typ, stack)
+        prop = _type_schema(typ, stack)
         description = getattr(model_fields.get(attr), "description", None)
         if description:
             prop["description"] = description
