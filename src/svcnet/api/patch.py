@@ -12,6 +12,12 @@ Behaviour follows the code kube-apiserver runs rather than the RFCs where they d
   error mapping (``interpretStrategicMergePatchError``): malformed directives are 400, list of
   lists 422, anything else 500 with the merge error as message.
 Inputs are never modified; each function returns a new document.
+
+Two strategic-merge cases have no single upstream answer, and here follow the patch text:
+a list and its ``$deleteFromPrimitiveList/`` twin in one patch are applied in the order they
+appear (Go iterates the map at random), and the order of server-only items when a
+``$setElementOrder`` list meets ``$patch: delete`` items ignores Go's slice aliasing (which
+depends on the capacity of the live list's backing array).
 """
 
 from __future__ import annotations
