@@ -9,7 +9,7 @@ import ssl
 
 import aiohttp
 
-from .conftest import ApiServerProcess
+from svcnet.apiserver.launcher import ApiServerProcess
 
 
 def _headless_service(name: str) -> dict:

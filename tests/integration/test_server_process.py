@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from kubernetes import client
 
-from .conftest import ApiServerProcess
+from svcnet.apiserver.launcher import ApiServerProcess
 
 
 def _request(server: ApiServerProcess, path: str, token: str | None = None, method: str = "GET",
