@@ -681,3 +681,126 @@ async def test_replay_in_chunks_that_split_a_transaction(
         await watch.aclose()
     finally:
         await store.close()
+
+
+# -- model check ---------------------------------------------------------------------------------------
+
+_KEYS = ("/m/a", "/m/b", "/m/c/d", "/n/e")
+
+
+class _Model:
+    """The etcd v3 semantics the store must follow, as plain dicts."""
+
+    def __init__(self) -> None:
+        self.revision = 0
+        self.compacted = 0
+        self.live: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, create, mod)
+        self.snapshots: dict[int, dict[str, tuple[bytes, int, int]]] = {0: {}}
+        self.events: list[tuple[int, str, str, bytes]] = []
+
+    def apply(self, ops: list[tuple[str, str, bytes, int | None]]) -> int:
+        """ops: (kind, key, value, expected) with kind create/update/put/delete; all or none."""
+        for kind, key, _value, expected in ops:
+            current = self.live.get(key)
+            mod = current[2] if current else 0
+            if kind == "create" and current:
+                raise KeyExistsError(key)
+            if kind in ("update", "delete") and not current:
+                raise KeyNotFoundError(key)
+            if kind == "put" and expected is not None and expected != mod:
+                raise CompareFailedError(key, None)
+            if kind in ("update", "delete") and expected is not None and expected != mod:
+                raise CompareFailedError(key, None)
+        self.revision += 1
+        for kind, key, value, _expected in sorted(ops, key=lambda op: op[1]):
+            current = self.live.get(key)
+            if kind == "delete":
+                assert current is not None
+                del self.live[key]
+                self.events.append((self.revision, "DELETE", key, current[0]))
+            else:
+                self.live[key] = (value, current[1] if current else self.revision, self.revision)
+                self.events.append((self.revision, "PUT", key, value))
+        self.snapshots[self.revision] = dict(self.live)
+        return self.revision
+
+
+def _ops_strategy() -> Any:
+    from hypothesis import strategies as st
+
+    key = st.sampled_from(_KEYS)
+    value = st.binary(max_size=8)
+    expected = st.one_of(st.none(), st.integers(min_value=0, max_value=12))
+    single = st.tuples(st.sampled_from(["create", "update", "delete"]), key, value, expected)
+    txn_op = st.tuples(st.sampled_from(["put", "delete"]), key, value, expected)
+    txn = st.lists(txn_op, min_size=1, max_size=3, unique_by=lambda op: op[1])
+    compact = st.tuples(st.just("compact"), st.integers(min_value=0, max_value=12))
+    return st.lists(st.one_of(single.map(lambda op: [op]), txn, compact), max_size=25)
+
+
+def test_random_operation_sequences_match_the_etcd_model(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_ops_strategy())
+    def check(steps: list[Any]) -> None:
+        asyncio.run(_run_model_check(tmp_path_factory.mktemp("model"), steps))
+
+    check()
+
+
+async def _run_model_check(tmp_path: Path, steps: list[Any]) -> None:
+    model = _Model()
+    store = _open_sqlite(tmp_path)
+    await store.start()
+    try:
+        for step in steps:
+            if isinstance(step, tuple):  # ("compact", revision)
+                target = min(step[1], model.revision)
+                await store.compact(target)
+                model.compacted = max(model.compacted, target)
+                continue
+            try:
+                expected_revision: int | BaseException = model.apply(step)
+            except (KeyExistsError, KeyNotFoundError, CompareFailedError) as exc:
+                expected_revision = exc
+            try:
+                if len(step) == 1 and step[0][0] != "put":
+                    kind, key, value, expected = step[0]
+                    if kind == "create":
+                        got: int | BaseException = (await store.create(key, value)).mod_revision
+                    elif kind == "update":
+                        got = (await store.update(key, value, expected)).mod_revision
+                    else:
+                        got = (await store.delete(key, expected)).mod_revision
+                else:
+                    ops = [Put(k, v, e) if kind == "put" else Delete(k, e) for kind, k, v, e in step]
+                    got = await store.txn(ops)
+            except (KeyExistsError, KeyNotFoundError, CompareFailedError) as exc:
+                got = exc
+            if isinstance(expected_revision, BaseException):
+                assert type(got) is type(expected_revision) and got.key == expected_revision.key  # type: ignore[union-attr]
+            else:
+                assert got == expected_revision
+
+        assert await store.current_revision() == model.revision
+        assert store.compacted_revision == model.compacted
+        for revision in range(max(model.compacted, 1), model.revision + 1):  # 0 means "latest"
+            want = sorted((k, *v) for k, v in model.snapshots[revision].items() if k.startswith("/m/"))
+            result = await store.range("/m/", revision=revision)
+            assert [(kv.key, kv.value, kv.create_revision, kv.mod_revision) for kv in result.kvs] == want
+            for key in _KEYS:
+                kv = await store.get(key, revision)
+                assert (kv and (kv.value, kv.create_revision, kv.mod_revision)) == (
+                    model.snapshots[revision].get(key)
+                )
+        if model.compacted > 1:
+            with pytest.raises(CompactedError):
+                await store.get(_KEYS[0], model.compacted - 1)
+        watch = store.watch("/m/", model.compacted + 1)
+        want_events = [e for e in model.events if e[0] > model.compacted and e[2].startswith("/m/")]
+        got_events = [summary(await next_event(watch)) for _ in want_events]
+        assert got_events == want_events
+        await watch.aclose()
+    finally:
+        await store.close()
