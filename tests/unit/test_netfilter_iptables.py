@@ -324,3 +324,12 @@ def test_large_malformed_dump_names_the_line():
     with pytest.raises(RuleParseError) as info:
         trace_text("iptables", broken, Packet("10.0.0.2", "172.30.0.1", 80), NODE)
     assert info.value.line_no == bad + 1 and "garbage line" in str(info.value)
+
+
+def test_exploding_random_branches_are_cut_off():
+    # each level splits in two and returns: 2**20 branches if followed
+    body = "".join(f":L{i} - [0:0]\n" for i in range(20)) + "-A PREROUTING -j L0\n"
+    for i in range(19):
+        body += f"-A L{i} -m statistic --mode random --probability 0.5 -j L{i + 1}\n-A L{i} -j L{i + 1}\n"
+    with pytest.raises(TraceError, match="random branches"):
+        run(body)

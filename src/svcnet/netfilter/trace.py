@@ -16,6 +16,9 @@ from svcnet.netfilter.addr import Addr, LocalAddresses, format_addr, format_endp
 # Most rules never look at the source port; when one does, it sees a typical ephemeral port.
 DEFAULT_SOURCE_PORT = 40000
 MAX_JUMP_DEPTH = 64
+# Random branches multiply when a chain that splits is jumped to from a chain that splits; a rule
+# set crafted that way could otherwise keep the tracer busy for ever.
+MAX_BRANCHES = 10000
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 

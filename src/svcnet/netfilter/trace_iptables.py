@@ -12,7 +12,7 @@ from svcnet.netfilter.addr import LocalAddresses, format_addr, format_net, net_c
 from svcnet.netfilter.errors import RuleParseError, TraceError
 from svcnet.netfilter.iptables import EXTENSION_TARGETS, IptablesRuleset, Match, Rule
 from svcnet.netfilter.iptables_lazy import LazyRule
-from svcnet.netfilter.trace import MAX_JUMP_DEPTH, Flow, addr_type
+from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type
 
 # Tables registered on each hook, in priority order (raw -300, mangle -150, nat -100 / 100,
 # filter 0, security 50; nat INPUT/POSTROUTING run after filter/mangle).
@@ -42,6 +42,7 @@ class IptablesEngine:
         self.local = local
         self.primary_ip = primary_ip
         self.notes: list[str] = []
+        self.branches = 0
 
     # --- hooks and chains ---------------------------------------------------------------
     def run_hook(self, hook: str, flow: Flow) -> list[Flow]:
@@ -107,6 +108,7 @@ class IptablesEngine:
                 if probability < 1.0:
                     # Later rules see the connections this rule did not take.
                     if probability > 0.0:
+                        self._count_branch()
                         pending.append((index + 1, f.fork(1.0 - probability)))
                         f = f.fork(probability)
                     else:
@@ -213,6 +215,13 @@ class IptablesEngine:
         f.dst, f.dport = addr, port
         f.dst_text = format_addr(addr)
         f.dnat = (addr, port)
+
+    def _count_branch(self) -> None:
+        self.branches += 1
+        if self.branches > MAX_BRANCHES:
+            raise TraceError(
+                f"more than {MAX_BRANCHES} random branches: the rule set splits too often to follow"
+            )
 
     def _note(self, text: str) -> None:
         if text not in self.notes:

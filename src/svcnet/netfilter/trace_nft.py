@@ -11,7 +11,7 @@ from __future__ import annotations
 from svcnet.netfilter.addr import LocalAddresses, format_addr, format_endpoint, parse_addr
 from svcnet.netfilter.errors import TraceError
 from svcnet.netfilter.nft import Expr, NftChain, NftRule, NftRuleset, NftSet, NftTable, Verdict
-from svcnet.netfilter.trace import MAX_JUMP_DEPTH, Flow, addr_type
+from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type
 
 Outcome = tuple[Flow, str | None]
 
@@ -22,6 +22,7 @@ class NftEngine:
         self.local = local
         self.primary_ip = primary_ip
         self.notes: list[str] = []
+        self.branches = 0
 
     def run_hook(self, hook: str, flow: Flow) -> list[Flow]:
         flows = [flow]
@@ -134,6 +135,11 @@ class NftEngine:
         done: list[Outcome] = []
         conts: list[Flow] = []
         share = 1.0 / expr.modulus
+        self.branches += expr.modulus
+        if self.branches > MAX_BRANCHES:
+            raise TraceError(
+                f"more than {MAX_BRANCHES} random branches: the rule set splits too often to follow"
+            )
         for value in range(expr.offset, expr.offset + expr.modulus):
             g = f.fork(share)
             verdict = self._lookup_verdict(table, expr, (value,))
