@@ -8,6 +8,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 import yaml
 from test_api_support import make_api
@@ -83,6 +84,54 @@ def test_kubeconfig_errors_name_the_problem(tmp_path):
         "users": [{"name": "u", "user": {"token": "t"}}]}))
     with pytest.raises(KubeconfigError, match="certificate-authority-data is not valid base64"):
         load_kubeconfig(path)
+
+
+def _self_signed() -> tuple[bytes, bytes]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_kubeconfig_client_certificate(tmp_path):
+    cert, key = _self_signed()
+    (tmp_path / "client.key").write_bytes(key)
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump({
+        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:1",
+                                                "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"client-certificate-data": base64.b64encode(cert).decode(),
+                                          "client-key": "client.key"}}]}))
+    cfg = load_kubeconfig(path)
+    assert cfg.client_cert_data == cert and cfg.client_key_data == key
+    assert cfg.insecure_skip_tls_verify
+    assert cfg.ssl_context() is not None  # the pair loads
+
+
+async def test_tls_verification(api_server):
+    cfg = load_kubeconfig(api_server.kubeconfig_path)
+    cfg.ca_data = _self_signed()[0]  # a CA that did not sign the server's certificate
+    async with ApiClient(cfg) as wrong_ca:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await wrong_ca.list("namespaces")
+    cfg.ca_data = None
+    cfg.insecure_skip_tls_verify = True
+    async with ApiClient(cfg) as insecure:
+        names = {o["metadata"]["name"] for o in (await insecure.list("namespaces"))["items"]}
+    assert {"default", "kube-system", "kube-public"} <= names
 
 
 async def test_verbs_round_trip(api, namespace):
