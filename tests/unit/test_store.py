@@ -804,3 +804,44 @@ async def _run_model_check(tmp_path: Path, steps: list[Any]) -> None:
         await watch.aclose()
     finally:
         await store.close()
+
+
+async def test_a_failed_commit_fails_its_batch_and_the_store_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from svcnet.store.sqlite_writer import Writer
+
+    store = SqliteStore(str(tmp_path / "state.db"), compact_interval=0)
+    await store.start()
+    try:
+        before = await store.create("/f/a", b"1")
+        real_apply = Writer._apply
+
+        def failing_apply(self: Writer, request: Any, events: list[Event]) -> Any:
+            if request.ops[0].key == "/f/boom":
+                raise sqlite3.OperationalError("disk I/O error")
+            return real_apply(self, request, events)
+
+        monkeypatch.setattr(Writer, "_apply", failing_apply)
+        watch = store.watch("/f/", before.mod_revision + 1)
+        with pytest.raises(UnavailableError):
+            await store.create("/f/boom", b"x")
+        assert await store.current_revision() == before.mod_revision
+        after = await store.create("/f/b", b"2")
+        assert after.mod_revision == before.mod_revision + 1
+        assert (await next_event(watch)).kv == after  # no event for the write that failed
+        assert [kv.key for kv in (await store.range("/f/")).kvs] == ["/f/a", "/f/b"]
+        await watch.aclose()
+    finally:
+        await store.close()
+
+
+async def test_a_file_that_is_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(UnavailableError, match="cannot open datastore"):
+        await SqliteStore(str(path)).start()
+    (tmp_path / "state.db").unlink()
+    store = SqliteStore(str(path), compact_interval=0)
+    await store.start()  # the lock was released by the failed start
+    await store.close()

@@ -104,9 +104,11 @@ class SqliteStore(Store):
         try:
             conn = await asyncio.to_thread(connect, self._path, writer=True)
             revision, compacted, swept = await asyncio.to_thread(load_state, conn)
-        except BaseException:
+        except BaseException as exc:
             _unlock(self._lock_fd)
             self._lock_fd = None
+            if isinstance(exc, sqlite3.Error):
+                raise UnavailableError(f"cannot open datastore {self._path}: {exc}") from exc
             raise
         self._revision, self._compacted, self._swept = revision, compacted, swept
         self._writer = Writer(conn, revision, swept, self._on_commit_threadsafe)
