@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from svcnet.netfilter.api import Node, trace_text
-from svcnet.netfilter.kube_jumps import _JUMPS
+from svcnet.netfilter.kube_jumps import KUBE_PROXY_JUMPS
 from svcnet.netfilter.trace import Packet
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.objects import Snapshot
@@ -166,7 +166,7 @@ def test_iptables_save_dump_traces_like_the_rendered_rules(netns):
     rendered = render_full("iptables", SNAPSHOT, node)
     in_ns(netns, "iptables-restore", "--noflush", "-w", stdin=rendered)
     # the jumps kube-proxy adds itself with `iptables -I`, in its order
-    for table, builtin, target, prefix, comment in _JUMPS:
+    for table, builtin, target, prefix, comment in KUBE_PROXY_JUMPS:
         if f":{target} " not in rendered.split(f"*{table}\n", 1)[-1].split("COMMIT", 1)[0]:
             continue
         args = ["iptables", "-w", "-t", table, "-I", builtin, *prefix.split()]

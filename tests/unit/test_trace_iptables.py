@@ -334,3 +334,21 @@ def test_health_check_node_port_accepted(rules):
     r = trace(rules(objs), OUTSIDE, NODE_IP, 30000)
     assert (r.verdict, r.endpoints) == ("ACCEPT", [])
     assert r.accepted_by is not None and "health check node port" in r.accepted_by.rule
+
+
+def test_hairpin_sentence_names_the_masqueraded_branch(rules):
+    from svcnet.netfilter.explain import summary
+
+    text = rules(
+        [
+            service("svc1", "172.30.0.41", P80),
+            endpoints("svc1", [ep("10.180.0.1"), ep("10.180.0.2")], EP80),
+        ]
+    )
+    r = trace(text, "10.180.0.2", "172.30.0.41", 80)
+    assert r.masqueraded_endpoints == [False, True]
+    assert summary(r) == (
+        "10.180.0.2 → 172.30.0.41:80/tcp: DNAT to 10.180.0.1:80 or 10.180.0.2:80 (50% each), "
+        "masqueraded only when it lands on 10.180.0.2:80"
+    )
+    assert summary(trace(text, POD, "172.30.0.41", 80)).endswith("(50% each), not masqueraded")

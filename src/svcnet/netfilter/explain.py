@@ -51,6 +51,11 @@ def summary(result: TraceResult) -> str:
     head = f"{result.packet}: "
     masq = "masqueraded" if result.masquerade else "not masqueraded"
     if result.verdict == "DNAT":
+        flags = result.masqueraded_endpoints
+        if result.masquerade and len(flags) == len(result.endpoints) and not all(flags):
+            # e.g. hairpin: only the branch that lands on the client itself is masqueraded
+            only = [e for e, m in zip(result.endpoints, flags, strict=True) if m]
+            masq = f"masqueraded only when it lands on {' or '.join(only)}"
         text = f"DNAT to {_endpoint_list(result.endpoints, result.probabilities)}, {masq}"
         lost = sum(p for _, p, _ in result.dropped)
         if lost > 0:

@@ -14,7 +14,7 @@ from svcnet.netfilter.iptables_lazy import LazyRule
 
 _NEW = "-m conntrack --ctstate NEW "
 # (table, built-in chain, kube-proxy chain, match prefix, comment), in upstream's order.
-_JUMPS: tuple[tuple[str, str, str, str, str], ...] = (
+KUBE_PROXY_JUMPS: tuple[tuple[str, str, str, str, str], ...] = (
     ("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", _NEW, "kubernetes externally-visible service portals"),
     ("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES", _NEW, "kubernetes externally-visible service portals"),
     ("filter", "INPUT", "KUBE-NODEPORTS", "", "kubernetes health check service ports"),
@@ -35,7 +35,7 @@ _JUMPS: tuple[tuple[str, str, str, str, str], ...] = (
 def add_kube_proxy_jumps(ruleset: IptablesRuleset) -> list[str]:
     """Prepend each missing jump whose target chain exists; returns one note per rule added."""
     added: list[str] = []
-    for table, builtin, target, prefix, comment in _JUMPS:
+    for table, builtin, target, prefix, comment in KUBE_PROXY_JUMPS:
         t = ruleset.table(table)
         if t is None or target not in t.chains or builtin not in t.chains:
             continue

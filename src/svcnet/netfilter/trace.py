@@ -145,6 +145,7 @@ class TraceResult:
     dropped: list[tuple[str, float, Step | None]]
     notes: list[str]
     accepted_by: Step | None = None
+    masqueraded_endpoints: list[bool] = field(default_factory=list)  # per endpoint, any branch
 
     def to_json(self) -> dict:
         return {
@@ -209,6 +210,7 @@ def _fold(packet: Packet, flows: list[Flow], notes: list[str]) -> TraceResult:
     dropped = [(f.final or "", f.prob, f.final_step) for f in flows if f.final]
     endpoints: list[str] = []
     probs: list[float] = []
+    masq_by_endpoint: list[bool] = []
     accepted_by: Step | None = None
     if not survivors:
         verdict = (
@@ -223,9 +225,11 @@ def _fold(packet: Packet, flows: list[Flow], notes: list[str]) -> TraceResult:
             text = format_endpoint(*f.dnat)
             if text in endpoints:
                 probs[endpoints.index(text)] += f.prob
+                masq_by_endpoint[endpoints.index(text)] |= f.masquerade
             else:
                 endpoints.append(text)
                 probs.append(f.prob)
+                masq_by_endpoint.append(f.masquerade)
         if endpoints:
             verdict = "DNAT"
         elif any(f.accepted for f in survivors):
@@ -237,7 +241,16 @@ def _fold(packet: Packet, flows: list[Flow], notes: list[str]) -> TraceResult:
             verdict = "NONE"
     masquerade = any(f.masquerade for f in survivors)
     return TraceResult(
-        packet, verdict, endpoints, probs, masquerade, _flatten(flows), dropped, notes, accepted_by
+        packet,
+        verdict,
+        endpoints,
+        probs,
+        masquerade,
+        _flatten(flows),
+        dropped,
+        notes,
+        accepted_by,
+        masq_by_endpoint,
     )
 
 
