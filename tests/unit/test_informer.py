@@ -33,6 +33,7 @@ class FakeApi:
         self.lists: list[dict] = []
         self.watches: list[dict] = []
         self.http_410_once = False
+        self.failing_lists = 0  # this many lists get 410 (an expired continue token) first
         self.transports: set = set()
 
     # -- state changes (synchronous, so a test can make several without the informer running) --
@@ -83,6 +84,11 @@ class FakeApi:
             return await self.watch(request)
         query = dict(request.query)
         self.lists.append(query)
+        if self.failing_lists:
+            self.failing_lists -= 1
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "reason": "Expired", "code": 410,
+                                      "message": "The provided continue parameter is too old"}, status=410)
         names = sorted(self.objects)
         start = int(query.get("continue") or 0)
         limit = int(query.get("limit") or len(names) or 1)
@@ -313,6 +319,20 @@ async def test_retries_while_server_is_down():
         await inf.stop()
         await client.close()
         await server.close()
+
+
+async def test_list_failures_are_retried(fake):
+    api, client = fake
+    api.put("a")
+    api.failing_lists = 3
+    inf = informer_for(client)
+    await inf.start()
+    try:
+        assert await inf.wait_synced(timeout=5)
+        assert len(api.lists) == 4
+        assert inf.store.get("default", "a") is not None
+    finally:
+        await inf.stop()
 
 
 async def test_resync_refires_updates(fake):

@@ -178,7 +178,10 @@ class Informer:
                 log.info("%s: resourceVersion %s expired; relisting", self, self.last_sync_resource_version)
                 need_list = True
             except ApiError as e:
-                if e.code == 410:
+                if e.code == 410 and not need_list:
+                    # The watch's resourceVersion is gone: relist at once. (A 410 from the list
+                    # itself, say an expired continue token, is retried after a back-off below
+                    # so that a misbehaving server is not hammered.)
                     log.info("%s: %s; relisting", self, e)
                     need_list = True
                     continue
