@@ -60,6 +60,17 @@ _REPLAY_CHUNK = 1000
 
 
 class SqliteStore(Store):
+    """The Store on one SQLite file at ``path`` (its directory is created if missing).
+
+    - history_window: revisions kept for watch resume and old reads; the automatic
+      compaction, every ``compact_interval`` seconds (0 turns it off), drops older history.
+    - watch_buffer: events a watcher may have waiting before its watch is ended with
+      WatchOverflowError.
+    - read_threads: reader connections serving get/range/count and watch replay.
+    - compact_batch_rows: log rows examined per compaction transaction, so compaction never
+      holds the writer for long.
+    """
+
     def __init__(
         self,
         path: str,
@@ -103,7 +114,11 @@ class SqliteStore(Store):
         self._lock_fd = _lock_database(self._path)
         try:
             conn = await asyncio.to_thread(connect, self._path, writer=True)
-            revision, compacted, swept = await asyncio.to_thread(load_state, conn)
+            try:
+                revision, compacted, swept = await asyncio.to_thread(load_state, conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException as exc:
             _unlock(self._lock_fd)
             self._lock_fd = None

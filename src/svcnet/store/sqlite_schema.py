@@ -41,6 +41,15 @@ def connect(path: str, *, writer: bool) -> sqlite3.Connection:
     # Autocommit mode: transactions are opened explicitly (BEGIN IMMEDIATE in the writer); a
     # reader's SELECT runs in its own implicit read transaction, i.e. on one WAL snapshot.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        _configure(conn, writer=writer)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection, *, writer: bool) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
     if writer:
         # WAL + synchronous=NORMAL: a committed transaction is in the WAL file when COMMIT
@@ -52,7 +61,6 @@ def connect(path: str, *, writer: bool) -> sqlite3.Connection:
     # 8 MiB of page cache per connection (5 connections): the OS page cache holds the rest of
     # the file, and RSS stays small (the API server has a memory budget).
     conn.execute("PRAGMA cache_size = -8192")
-    return conn
 
 
 def load_state(conn: sqlite3.Connection) -> tuple[int, int, int]:
