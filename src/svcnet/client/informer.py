@@ -107,6 +107,7 @@ class Informer:
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._expired_in_row = 0
 
     def __repr__(self) -> str:
         return f"Informer({self.resource.plural}, namespace={self.namespace!r})"
@@ -177,6 +178,11 @@ class Informer:
             except _Expired:
                 log.info("%s: resourceVersion %s expired; relisting", self, self.last_sync_resource_version)
                 need_list = True
+                self._expired_in_row += 1
+                if self._expired_in_row > 1:
+                    # A fresh list's resourceVersion expired again before any event: a server
+                    # in trouble; relisting in a tight loop would only add to it.
+                    await asyncio.sleep(self._backoff.next_delay())
             except ApiError as e:
                 if e.code == 410 and not need_list:
                     # The watch's resourceVersion is gone: relist at once. (A 410 from the list
@@ -247,6 +253,7 @@ class Informer:
                 events += 1
                 await self._apply(kind, obj)
                 self._backoff.reset()
+                self._expired_in_row = 0
         return events == 0 and loop.time() - started < 1.0
 
     async def _apply(self, kind: str, obj: Obj) -> None:
