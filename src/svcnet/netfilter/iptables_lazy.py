@@ -33,7 +33,7 @@ LAZY_MIN_LINES = 5000
 
 # A line (after its newline) that the fast path does not accept.
 _END = r"[ \t]*(?:\n|$)"
-_BAD_LINE = re.compile(rf"\n(?!-A \S+ |:\S+ \S+(?: \[\d+:\d+\])?{_END}|\*\S+{_END}|COMMIT{_END}|#|{_END})")
+_BAD_LINE = re.compile(rf"\n(?!-A |:\S+ \S+(?: \[\d+:\d+\])?{_END}|\*\S+{_END}|COMMIT{_END}|#|{_END})")
 
 
 class LazyRule:
@@ -57,22 +57,29 @@ def load_iptables(text: str) -> IptablesRuleset:
     """Parse `text`; lazily when it is large and plainly structured."""
     if text.count("\n", 0, 1 << 20) < LAZY_MIN_LINES and len(text) < (1 << 20):
         return parse_iptables(text)
-    ruleset = _try_lazy("\n" + text)
+    ruleset = _try_lazy(text)
     return ruleset if ruleset is not None else parse_iptables(text)
 
 
 def _try_lazy(t: str) -> IptablesRuleset | None:
-    if _BAD_LINE.search(t):
+    # Every search below looks for "\n" + something; the first line has no newline before it,
+    # so it is checked on its own (offset -1 stands for the newline it lacks).
+    first_eol = t.find("\n")
+    if _BAD_LINE.match("\n" + t[: first_eol if first_eol >= 0 else len(t)]) or _BAD_LINE.search(t):
         return None
-    lines = LineIndex(t, first=0)
+    lines = LineIndex(t, first=1)
     ruleset = IptablesRuleset()
     pos = 0
     while True:
-        start = t.find("\n*", pos)
-        gap = t[pos : start if start >= 0 else len(t)]
+        if pos == 0 and t.startswith("*"):
+            start, found = -1, True
+        else:
+            start = t.find("\n*", pos)
+            found = start >= 0
+        gap = "" if start == -1 and found else "\n" + t[pos : start if found else len(t)]
         if re.search(r"\n[^#\s]", gap):
             return None  # something outside a table (or after the last COMMIT)
-        if start < 0:
+        if not found:
             break
         head_end = t.find("\n", start + 1)
         head_end = len(t) if head_end < 0 else head_end
