@@ -145,6 +145,8 @@ def trace_cmd(
         _fail(f"{rules or 'rendered rules'}: {exc}")
     except TraceError as exc:
         _fail(str(exc), code=1)
+    except Exception as exc:  # a bug of ours: still a message, never a traceback for the user
+        _fail(f"cannot trace these rules ({type(exc).__name__}: {exc}); please report this as a bug")
     if not node_ip:
         result.notes.append("no --node-ip given: only loopback addresses count as local (addrtype LOCAL)")
     if output == "json":

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from svcnet.netfilter.addr import Net, parse_addr, parse_net
 from svcnet.netfilter.errors import RuleParseError
@@ -101,6 +103,19 @@ class NftSet:
     ranged: list[tuple[tuple, object]] = field(default_factory=list)  # keys with CIDRs / ranges
     dynamic: bool = False  # filled by the packet path itself (affinity): empty for a new flow
     line_no: int = 0
+    # Elements as written (line number, text inside the braces), read on first lookup: a map
+    # of 10,000 services costs nothing until a packet needs it.
+    pending: list[tuple[int, str]] = field(default_factory=list)
+    loader: Callable[[NftSet], None] | None = None
+
+    def load(self) -> None:
+        if self.pending and self.loader is not None:
+            self.loader(self)
+
+    def clear(self) -> None:
+        self.pending.clear()
+        self.exact.clear()
+        self.ranged.clear()
 
     def add(self, key: tuple, data: object) -> None:
         if any(isinstance(k, tuple) and k and k[0] == "range" for k in key):
@@ -113,6 +128,7 @@ class NftSet:
         self.ranged = [(k, d) for k, d in self.ranged if k != key]
 
     def size(self) -> int:
+        self.load()
         return len(self.exact) + len(self.ranged)
 
 
@@ -145,10 +161,32 @@ class NftRule:
     comment: str | None = None
 
 
+class LazyNftRule:
+    """A rule known by its text until the packet reaches it."""
+
+    __slots__ = ("body", "chain", "line_no", "parser", "table", "text")
+
+    def __init__(
+        self, parser: _Parser, table: NftTable, chain: str, line_no: int, body: str, text: str
+    ) -> None:
+        self.parser, self.table, self.chain, self.line_no, self.body, self.text = (
+            parser,
+            table,
+            chain,
+            line_no,
+            body,
+            text,
+        )
+
+    def parse(self) -> NftRule:
+        toks = [Tok(m.group(0), self.line_no) for m in _TOKEN.finditer(self.body)]
+        return _RuleParser(self.parser, self.table, toks, self.line_no).parse(self.chain, self.text)
+
+
 @dataclass
 class NftChain:
     name: str
-    rules: list[NftRule] = field(default_factory=list)
+    rules: list[NftRule | LazyNftRule] = field(default_factory=list)
     hook: str | None = None
     chain_type: str | None = None
     priority: int = 0
@@ -185,25 +223,59 @@ class NftRuleset:
         return sorted(found, key=lambda tc: tc[1].priority)
 
 
-def parse_nft(text: str) -> NftRuleset:
+# Below this many lines every rule and element is read at once, so that any error is reported
+# up front; above it they are read when a packet first needs them (see docs/trace.md).
+LAZY_MIN_LINES = 5000
+
+
+def parse_nft(text: str, lazy: bool | None = None) -> NftRuleset:
     """Parse an `nft -f` transaction or `nft list ruleset` output. RuleParseError names the line."""
-    return _Parser(text).parse()
+    parser = _Parser(text)
+    ruleset = parser.parse()
+    if lazy is None:
+        lazy = len(parser.lines) >= LAZY_MIN_LINES
+    if not lazy:
+        for table in ruleset.tables.values():
+            for chain in table.chains.values():
+                chain.rules = [r.parse() if isinstance(r, LazyNftRule) else r for r in chain.rules]
+            for nset in table.sets.values():
+                nset.load()
+    return ruleset
 
 
 class _Parser:
+    """Line-oriented front end: the shapes kube-proxy writes and nft prints (`add rule ...`,
+    `add element ...`, rule lines inside `chain X { }`) are stored as text and parsed when
+    used; everything else goes through the token parser below, one statement at a time."""
+
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
         self.toks: list[Tok] = []
-        for no, line in enumerate(self.lines, 1):
-            stripped = line.split("#", 1)[0] if "#" in line and '"' not in line else line
-            if stripped.lstrip().startswith("#"):
-                continue
-            for m in _TOKEN.finditer(stripped):
-                self.toks.append(Tok(m.group(0), no))
-            self.toks.append(Tok("\n", no))
         self.i = 0
         self.ruleset = NftRuleset()
-        self.pending_rules: list[tuple[NftTable, NftChain, int, list[Tok], str]] = []
+        # (table key, chain name, line number, rule text, text shown), added at the end so
+        # that a rule may name chains declared after it, as `nft list ruleset` prints them
+        self.pending_rules: list[tuple[str, str, int, str, str]] = []
+
+    def tokenize(self, first: int, last: int) -> list[Tok]:
+        """Tokens of lines first..last (0-based, inclusive), newlines included."""
+        toks: list[Tok] = []
+        for no in range(first, last + 1):
+            line = self.lines[no]
+            if "#" in line:
+                line = _strip_hash_comment(line)
+            toks.extend(Tok(m.group(0), no + 1) for m in _TOKEN.finditer(line))
+            toks.append(Tok("\n", no + 1))
+        return toks
+
+    def statement_end(self, first: int) -> int:
+        """The last line of the statement starting at `first`: braces must balance."""
+        depth = 0
+        for no in range(first, len(self.lines)):
+            depth += _brace_delta(self.lines[no])
+            if depth <= 0:
+                return no
+        raise RuleParseError(first + 1, self.lines[first], "`{` is never closed")
 
     # --- token helpers -----------------------------------------------------------------
     def error(self, reason: str, tok: Tok | None = None) -> RuleParseError:
@@ -241,22 +313,158 @@ class _Parser:
 
     # --- top level ---------------------------------------------------------------------
     def parse(self) -> NftRuleset:
-        while True:
-            self.skip_newlines()
-            tok = self.peek()
-            if tok is None:
-                break
-            start = self.toks[self.i]
-            if tok == "table":
-                self.i += 1
-                self.table_block(start)
-            elif tok in ("add", "create", "insert", "flush", "delete", "destroy"):
-                self.command()
-            else:
-                raise self.error(f"unknown command {tok!r}")
-        for table, chain, line_no, toks, text in self.pending_rules:
-            chain.rules.append(self.rule(table, chain, line_no, toks, text))
+        lines = self.lines
+        no = 0
+        while no < len(lines):
+            line = lines[no].strip()
+            if not line or line[0] == "#":
+                no += 1
+                continue
+            if self.fast_command(no, line):
+                no += 1
+                continue
+            if line.startswith("table ") and line.endswith("{"):
+                no = self.table_lines(no)
+                continue
+            last = self.statement_end(no)
+            self.toks, self.i = self.tokenize(no, last), 0
+            while True:
+                self.skip_newlines()
+                tok = self.peek()
+                if tok is None:
+                    break
+                if tok == "table":
+                    self.table_block(self.next())
+                elif tok in ("add", "create", "insert", "flush", "delete", "destroy"):
+                    self.command()
+                else:
+                    raise self.error(f"unknown command {tok!r}")
+            no = last + 1
+        for key, chain_name, line_no, body, text in self.pending_rules:
+            table = self.ruleset.tables.get(key)
+            chain = table.chains.get(chain_name) if table else None
+            if table is None or chain is None:
+                what = (
+                    f"table {key} does not exist"
+                    if table is None
+                    else (f"chain {chain_name} does not exist in table {key}")
+                )
+                raise RuleParseError(line_no, self.lines[line_no - 1], what)
+            chain.rules.append(LazyNftRule(self, table, chain_name, line_no, body, text))
         return self.ruleset
+
+    def fast_command(self, no: int, line: str) -> bool:
+        """`add rule F T C ...`, `add element F T S { ... }`, `add chain F T C` on one line."""
+        if not line.startswith("add ") or "#" in line:
+            return False
+        parts = line.split(None, 5)
+        if len(parts) < 5 or parts[2] not in FAMILIES:
+            return False
+        key = f"{parts[2]} {parts[3]}"
+        if parts[1] == "rule" and len(parts) == 6 and _brace_delta(line) == 0:
+            self.pending_rules.append((key, parts[4], no + 1, parts[5], line))
+            return True
+        if parts[1] == "element" and len(parts) == 6 and parts[5].startswith("{") and parts[5].endswith("}"):
+            if _brace_delta(line) != 0:
+                return False
+            nset = self.set_named(key, parts[4], no)
+            nset.pending.append((no + 1, parts[5][1:-1]))
+            return True
+        if parts[1] == "chain" and len(parts) == 5:
+            table = self.ruleset.tables.get(key)
+            if table is None:
+                raise RuleParseError(no + 1, self.lines[no], f"table {key} does not exist")
+            table.chains.setdefault(parts[4], NftChain(parts[4], line_no=no + 1))
+            return True
+        return False
+
+    def set_named(self, key: str, name: str, no: int) -> NftSet:
+        table = self.ruleset.tables.get(key)
+        nset = table.sets.get(name) if table else None
+        if nset is None:
+            raise RuleParseError(no + 1, self.lines[no], f"set {name} does not exist in table {key}")
+        return nset
+
+    def table_lines(self, no: int) -> int:
+        """`table FAMILY NAME {` ... `}` as `nft list ruleset` prints it; returns the next line."""
+        self.toks, self.i = self.tokenize(no, no), 1
+        family, name = self.family_and_name()
+        self.expect("{")
+        table = self.table_of(family, name, create=True)
+        no += 1
+        while no < len(self.lines):
+            line = _strip_hash_comment(self.lines[no]).strip()
+            if not line:
+                no += 1
+            elif line == "}":
+                return no + 1
+            elif line.startswith(("set ", "map ")) and line.endswith("{"):
+                no = self.set_lines(table, no)
+            elif line.startswith("chain ") and line.endswith("{"):
+                no = self.chain_lines(table, no)
+            elif line.startswith(("comment ", "flags ")):
+                no += 1
+            else:
+                raise RuleParseError(no + 1, self.lines[no], "unexpected line in table")
+        raise RuleParseError(
+            no, self.lines[-1] if self.lines else "", f"table {table.key} is not closed with '}}'"
+        )
+
+    def chain_lines(self, table: NftTable, no: int) -> int:
+        header = _strip_hash_comment(self.lines[no]).strip()
+        name = _unquote(header[len("chain ") : -1].strip())
+        chain = table.chains.get(name) or NftChain(name, line_no=no + 1)
+        table.chains[name] = chain
+        no += 1
+        while no < len(self.lines):
+            line = _strip_hash_comment(self.lines[no]).strip()
+            if not line:
+                pass
+            elif line == "}":
+                return no + 1
+            elif line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
+                self.toks, self.i = self.tokenize(no, no), 0
+                word = self.peek()
+                if word == "type":
+                    self.chain_spec(chain)
+                else:
+                    self.i += 1
+                    value = self.word(word or "")
+                    if word == "policy":
+                        chain.policy = value
+            else:
+                self.pending_rules.append((table.key, name, no + 1, line, line))
+            no += 1
+        raise RuleParseError(no, self.lines[-1], f"chain {name} is not closed with '}}'")
+
+    def set_lines(self, table: NftTable, no: int) -> int:
+        """A set/map block: its definition through the token parser, its elements kept as
+        text for later."""
+        header = _strip_hash_comment(self.lines[no]).strip()
+        kind, _, rest = header.partition(" ")
+        name = _unquote(rest[:-1].strip())
+        start = no
+        body: list[Tok] = []
+        elements: list[tuple[int, str]] = []
+        no += 1
+        while no < len(self.lines):
+            line = _strip_hash_comment(self.lines[no]).strip()
+            if line == "}":
+                break
+            if line.startswith("elements = {"):
+                last = self.statement_end(no)
+                text = " ".join(self.lines[n].strip() for n in range(no, last + 1))
+                elements.append((no + 1, text[len("elements = {") : text.rindex("}")]))
+                no = last + 1
+                continue
+            body.extend(self.tokenize(no, no))
+            no += 1
+        else:
+            raise RuleParseError(start + 1, self.lines[start], f"{kind} {name} is not closed with '}}'")
+        self.toks, self.i = [*body, Tok("}", no + 1)], 0
+        self.set_body(table, name, Tok(kind, start + 1))
+        table.sets[name].pending.extend(elements)
+        return no + 1
 
     def family_and_name(self) -> tuple[str, str]:
         first = self.word("table family or name")
@@ -316,12 +524,11 @@ class _Parser:
                 if tok.text == "policy":
                     chain.policy = value
                 continue
-            # a rule: every token up to the end of its line
-            toks = []
+            # a rule: the rest of its line, parsed when used
             while self.peek() not in ("\n", None):
-                toks.append(self.next())
-            line = self.lines[tok.line - 1].strip()
-            self.pending_rules.append((table, chain, tok.line, toks, line))
+                self.i += 1
+            line = _strip_hash_comment(self.lines[tok.line - 1]).strip()
+            self.pending_rules.append((table.key, chain.name, tok.line, line, line))
 
     def chain_spec(self, chain: NftChain) -> None:
         """`type filter hook prerouting [device X] priority dstnat - 10 ; [policy accept ;]`."""
@@ -367,7 +574,7 @@ class _Parser:
                 break
             if tok.text in ("type", "typeof"):
                 key_types, data_type = self.type_spec(tok.text, is_map)
-                nset = NftSet(name, key_types, data_type, line_no=start.line)
+                nset = NftSet(name, key_types, data_type, line_no=start.line, loader=self.load_set)
                 table.sets[name] = nset
             elif tok.text == "flags":
                 flags = self.comma_words()
@@ -401,6 +608,7 @@ class _Parser:
         while self.peek() not in (";", "\n", "}", None):
             toks.append(self.next())
         words = [t.text for t in toks]
+        where = toks[0] if toks else None
         data_type = None
         if ":" in words:
             cut = words.index(":")
@@ -409,19 +617,19 @@ class _Parser:
                 raise self.error("unsupported map data type", toks[cut])
             words = words[:cut]
         elif is_map:
-            raise self.error("a map needs `: TYPE`", toks[0] if toks else None)
+            raise self.error("a map needs `: TYPE`", where)
         key_types = []
         if how == "type":
             for part in " ".join(words).split(" . "):
                 kind = TYPE_NAMES.get(part.strip())
                 if kind is None:
-                    raise self.error(f"unsupported set type {part.strip()!r}", toks[0])
+                    raise self.error(f"unsupported set type {part.strip()!r}", where)
                 key_types.append(kind)
         else:
             for part in " ".join(words).split(" . "):
                 field_name = SHORT_FIELDS.get(part.strip(), part.strip())
                 if field_name not in FIELDS:
-                    raise self.error(f"unsupported typeof expression {part.strip()!r}", toks[0])
+                    raise self.error(f"unsupported typeof expression {part.strip()!r}", where)
                 key_types.append(FIELDS[field_name])
         return key_types, data_type
 
@@ -458,6 +666,47 @@ class _Parser:
                 nset.remove(key)
             else:
                 nset.add(key, data)
+
+    def load_set(self, nset: NftSet) -> None:
+        """Read the elements kept as text, in the order they were added."""
+        pending, nset.pending = nset.pending, []
+        for line_no, text in pending:
+            for item in _ITEM.findall(text):
+                item = item.strip()
+                if item and not self.fast_element(nset, item, line_no):
+                    toks = [Tok(m.group(0), line_no) for m in _TOKEN.finditer(item)]
+                    self.elements(nset, toks)
+
+    def fast_element(self, nset: NftSet, item: str, line_no: int) -> bool:
+        """`a . b . c [comment "x"] [timeout T] : goto chain` without tokens; False when the
+        element needs the token parser (it then also reports errors)."""
+        if '"' in item or " timeout " in item or " expires " in item or " counter" in item:
+            item = _ELEMENT_OPTIONS.sub("", item)
+        data: object = None
+        if nset.data_type is not None:
+            item, sep, data_text = item.partition(" : ")
+            words = data_text.split()
+            if not sep or nset.data_type != "verdict" or not words or words[0] not in VERDICT_WORDS:
+                return False
+            if words[0] in ("jump", "goto"):
+                if len(words) != 2:
+                    return False
+                data = Verdict(words[0], words[1])
+            elif len(words) == 1:
+                data = Verdict(words[0])
+            else:
+                return False
+        parts = item.split(" . ")
+        if len(parts) != len(nset.key_types) or "{" in item:
+            return False
+        try:
+            key = tuple(
+                _cached_value(kind, part.strip()) for kind, part in zip(nset.key_types, parts, strict=True)
+            )
+        except ValueError:
+            return False
+        nset.add(key, data)
+        return True
 
     def key_of(self, types: list[str], toks: list[Tok], where: Tok | None) -> tuple:
         parts = _split_dots(toks)
@@ -501,9 +750,9 @@ class _Parser:
                 table = self.table_of(family, name)
                 for chain in table.chains.values():
                     chain.rules.clear()
+                self.pending_rules = [p for p in self.pending_rules if p[0] != table.key]
                 for nset in table.sets.values():
-                    nset.exact.clear()
-                    nset.ranged.clear()
+                    nset.clear()
             else:
                 self.table_of(family, name, create=True)
                 if self.peek() == "{":
@@ -522,6 +771,7 @@ class _Parser:
             if nset is None:
                 raise self.error(f"set {name} does not exist in table {table.key}", start)
             self.expect("{")
+            self.load_set(nset)
             self.elements(nset, self.balanced(), delete=verb in ("delete", "destroy"))
         elif what == "rule":
             chain = table.chains.get(name)
@@ -534,7 +784,8 @@ class _Parser:
             if verb == "insert":
                 chain.rules.insert(0, self.rule(table, chain, start.line, toks, text))
             else:
-                self.pending_rules.append((table, chain, start.line, toks, text))
+                body = " ".join(t.text for t in toks)
+                self.pending_rules.append((table.key, chain.name, start.line, body, text))
         else:
             raise self.error(f"unsupported object {what!r}", start)
 
@@ -543,7 +794,8 @@ class _Parser:
             chain = table.chains.get(name)
             if chain is None and verb == "delete":
                 raise self.error(f"chain {name} does not exist", start)
-            if chain is not None and chain.rules:
+            pending = any((p[0], p[1]) == (table.key, name) for p in self.pending_rules)
+            if chain is not None and (chain.rules or pending):
                 raise self.error(f"cannot delete chain {name}: it still has rules", start)
             table.chains.pop(name, None)
             return
@@ -552,7 +804,7 @@ class _Parser:
             if chain is None:
                 raise self.error(f"chain {name} does not exist", start)
             chain.rules.clear()
-            self.pending_rules = [p for p in self.pending_rules if p[1] is not chain]
+            self.pending_rules = [p for p in self.pending_rules if (p[0], p[1]) != (table.key, name)]
             return
         chain = table.chains.get(name)
         if chain is None:
@@ -583,8 +835,7 @@ class _Parser:
             nset = table.sets.get(name)
             if nset is None:
                 raise self.error(f"{what} {name} does not exist", start)
-            nset.exact.clear()
-            nset.ranged.clear()
+            nset.clear()
             return
         if self.peek() != "{":
             raise self.error(f"{what} {name} needs a {{ type ... }} definition")
@@ -880,6 +1131,12 @@ class _RuleParser:
 def parse_value(kind: str, text: str) -> object:
     """One component of a key, normalised so that packet values compare equal to it."""
     if kind == "addr":
+        if text.count(".") == 3 and "/" not in text and "-" not in text:
+            octets = text.split(".")  # the common case, without ipaddress
+            if all(o.isdigit() and len(o) <= 3 for o in octets):
+                a, b, c, d = (int(o) for o in octets)
+                if max(a, b, c, d) <= 255:
+                    return (4, (a << 24) | (b << 16) | (c << 8) | d)
         if "-" in text and "/" not in text:
             lo, hi = text.split("-", 1)
             return ("range", parse_addr(lo), parse_addr(hi))
@@ -933,6 +1190,39 @@ def _nat_target(text: str) -> tuple[str | None, int | None]:
     host = host.split("-")[0]
     parse_addr(host)
     return host, port
+
+
+@lru_cache(maxsize=4096)
+def _cached_value(kind: str, text: str) -> object:
+    return parse_value(kind, text)
+
+
+_ITEM = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+')
+_ELEMENT_OPTIONS = re.compile(
+    r'\s+(?:comment\s+"(?:[^"\\]|\\.)*"|timeout\s+\S+|expires\s+\S+|counter(?:\s+packets\s+\d+\s+bytes\s+\d+)?)'
+)
+
+
+def _brace_delta(line: str) -> int:
+    if '"' in line:
+        line = re.sub(r'"(?:[^"\\]|\\.)*"', "", line)
+    return line.count("{") - line.count("}")
+
+
+def _strip_hash_comment(line: str) -> str:
+    """Drop a `# ...` comment (nft -a prints `# handle N`), not a `#` inside quotes."""
+    if "#" not in line:
+        return line
+    if '"' not in line:
+        return line.split("#", 1)[0]
+    out, quoted = [], False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            break
+        out.append(ch)
+    return "".join(out)
 
 
 def _unquote(text: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from svcnet.netfilter.addr import LocalAddresses, format_addr, format_endpoint, parse_addr
 from svcnet.netfilter.errors import TraceError
-from svcnet.netfilter.nft import Expr, NftChain, NftRule, NftRuleset, NftSet, NftTable, Verdict
+from svcnet.netfilter.nft import Expr, LazyNftRule, NftChain, NftRule, NftRuleset, NftSet, NftTable, Verdict
 from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type
 
 Outcome = tuple[Flow, str | None]
@@ -65,7 +65,10 @@ class NftEngine:
                 if index >= len(rules):
                     results.append((f, None))
                     break
-                done, conts = self._rule(table, rules[index], f, depth, stack)
+                rule = rules[index]
+                if rule.__class__ is LazyNftRule:  # read as text; parsed when first reached
+                    rule = rules[index] = rule.parse()
+                done, conts = self._rule(table, rule, f, depth, stack)
                 results.extend(done)
                 if not conts:
                     break
@@ -287,6 +290,7 @@ class NftEngine:
     def _in_set(self, nset: NftSet, key: tuple) -> object:
         if nset.dynamic:
             return _MISSING  # filled by earlier connections only
+        nset.load()
         if key in nset.exact:
             return nset.exact[key]
         for element, data in nset.ranged:
