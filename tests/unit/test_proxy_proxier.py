@@ -11,48 +11,13 @@ import aiohttp
 import pytest
 from prometheus_client import generate_latest
 
-from svcnet.proxy.apply.iptables import RestoreError, extract_lines
+from svcnet.proxy.apply.fake import FakeIPTables
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.metrics import ProxyMetrics
 from svcnet.proxy.proxier import IptablesProxier
 from svcnet.proxy.runner import BoundedFrequencyRunner
-
-
-class FakeIPTables:
-    """Keeps nat chains like iptables-restore --noflush would; can be told to fail once."""
-
-    def __init__(self) -> None:
-        self.nat_chains: set[str] = set()
-        self.restores: list[str] = []
-        self.ensured: list[tuple[str, str, tuple[str, ...]]] = []
-        self.fail_next = False
-
-    def ensure_chain(self, table, chain):
-        return True
-
-    def ensure_rule(self, table, chain, args, prepend=True):
-        self.ensured.append((table, chain, tuple(args)))
-        return False
-
-    def chains(self, table):
-        return set(self.nat_chains)
-
-    def chain_exists(self, table, chain):
-        return True
-
-    def restore_all(self, text):
-        self.restores.append(text)
-        if self.fail_next:
-            self.fail_next = False
-            raise RestoreError("iptables-restore: line 3 failed", 3, extract_lines(text, 3))
-        nat = text.split("*nat\n", 1)[1]
-        for line in nat.splitlines():
-            if line.startswith(":"):
-                self.nat_chains.add(line[1:].split()[0])
-            elif line.startswith("-X "):
-                self.nat_chains.discard(line[3:])
 
 
 class RecordingConntrack(Conntrack):

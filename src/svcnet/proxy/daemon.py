@@ -70,18 +70,23 @@ def local_addresses() -> list[str]:
 
 
 class ProxyDaemon:
-    def __init__(self, opts: DaemonOptions) -> None:
+    def __init__(self, opts: DaemonOptions, ipt: IPTables | None = None,
+                 conntrack: Conntrack | None = None) -> None:
+        """ipt/conntrack: injected in tests; by default the node's iptables and conntrack."""
         self.opts = opts
         node = opts.node
         if node.nodeport_addresses:
             node.local_addresses = local_addresses()
-        self.ipt = IPTables(ipv6=node.is_ipv6)
-        node.random_fully = self.ipt.has_random_fully()
+        if ipt is None:
+            ipt = IPTables(ipv6=node.is_ipv6)
+            node.random_fully = ipt.has_random_fully()
+        self.ipt = ipt
         self.metrics = ProxyMetrics()
         self.health = ProxierHealth(2 * opts.sync_period)
         self.service_health = ServiceHealthServers(self.health)
         self.proxier = IptablesProxier(node, self.ipt, self.metrics, self.health, self.service_health,
-                                       Conntrack(ipv6=node.is_ipv6), sync_period=opts.sync_period)
+                                       conntrack or Conntrack(ipv6=node.is_ipv6),
+                                       sync_period=opts.sync_period)
         # iptables mode: event-driven syncs; the canary monitor (every sync period) catches
         # flushes. maxInterval is upstream's arbitrary hour.
         self.runner = BoundedFrequencyRunner("sync-runner", self.proxier.sync, opts.min_sync_period, 3600.0)
@@ -186,10 +191,14 @@ class ProxyDaemon:
             except ObjectsFileError as e:
                 log.error("not reloading objects: %s", e)
 
-    async def run(self) -> int:
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, install_signal_handlers: bool = True) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
         await asyncio.to_thread(self.proxier.set_route_localnet)
         await asyncio.to_thread(self.proxier.ensure_canary)
         await self._serve(self.health.app(), self.opts.healthz_bind_address)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from svcnet.proxy.ipnet import IPV4, IPV6, family_of, parse_ip
+from svcnet.proxy.ipnet import IPV4, IPV6, normalize_ip
 from svcnet.proxy.model import PROTOCOLS, EndpointInfo, ServicePortName, address_type_family
 
 log = logging.getLogger("svcnet.proxy")
@@ -47,30 +47,32 @@ def parse_slice(slice_obj: dict, family: str, node_name: str) -> SliceInfo | Non
                     meta.get("namespace"), meta.get("name"), SERVICE_NAME_LABEL)
         return None
     ns, svc_name = svc
-    endpoints: list[EndpointInfo] = []
+    endpoints: list[tuple[str, dict]] = []
+    want_v6 = family == IPV6
     for ep in slice_obj.get("endpoints") or []:
         if not isinstance(ep, dict):
             continue
         addresses = ep.get("addresses") or []
         if not addresses:
             continue
-        addr = parse_ip(addresses[0]) if isinstance(addresses[0], str) else None
-        if addr is None or family_of(addr) != family:
+        ip = normalize_ip(addresses[0])
+        if ip is None or (":" in ip) != want_v6:
             log.warning("skipping endpoint %r of EndpointSlice %s/%s: unparsable %s address",
                         addresses[0], ns, meta.get("name"), family)
             continue
         cond = ep.get("conditions") or {}
-        ready = cond.get("ready") is None or bool(cond.get("ready"))
-        serving = cond.get("serving") is None or bool(cond.get("serving"))
-        terminating = bool(cond.get("terminating"))
-        has_zone, zone_hints = _hint_names(ep.get("hints"), "forZones")
-        has_node, node_hints = _hint_names(ep.get("hints"), "forNodes")
+        ready = cond.get("ready")
+        serving = cond.get("serving")
+        hints = ep.get("hints")
+        has_zone, zone_hints = _hint_names(hints, "forZones") if hints else (False, frozenset())
+        has_node, node_hints = _hint_names(hints, "forNodes") if hints else (False, frozenset())
         ep_node = ep.get("nodeName") or ""
-        endpoints.append(EndpointInfo(
-            ip=str(addr), port=0, is_local=bool(ep_node) and ep_node == node_name,
-            ready=ready, serving=serving, terminating=terminating,
-            zone_hints=zone_hints, node_hints=node_hints, node_name=ep_node,
-            zone=ep.get("zone") or "", has_zone_hints=has_zone, has_node_hints=has_node))
+        endpoints.append((ip, {
+            "is_local": bool(ep_node) and ep_node == node_name,
+            "ready": ready is None or bool(ready), "serving": serving is None or bool(serving),
+            "terminating": bool(cond.get("terminating")), "zone_hints": zone_hints,
+            "node_hints": node_hints, "node_name": ep_node, "zone": ep.get("zone") or "",
+            "has_zone_hints": has_zone, "has_node_hints": has_node}))
     info: SliceInfo = {}
     for port in slice_obj.get("ports") or []:
         if not isinstance(port, dict):
@@ -84,15 +86,8 @@ def parse_slice(slice_obj: dict, family: str, node_name: str) -> SliceInfo | Non
                         port.get("name"), ns, meta.get("name"), protocol)
             continue
         spn = ServicePortName(ns, svc_name, port.get("name") or "", protocol)
-        info[spn] = [_with_port(ep, number) for ep in endpoints]
+        info[spn] = [EndpointInfo(ip=ip, port=number, **fields) for ip, fields in endpoints]
     return info
-
-
-def _with_port(ep: EndpointInfo, port: int) -> EndpointInfo:
-    return EndpointInfo(ip=ep.ip, port=port, is_local=ep.is_local, ready=ep.ready, serving=ep.serving,
-                        terminating=ep.terminating, zone_hints=ep.zone_hints, node_hints=ep.node_hints,
-                        node_name=ep.node_name, zone=ep.zone, has_zone_hints=ep.has_zone_hints,
-                        has_node_hints=ep.has_node_hints)
 
 
 def merge_slices(slices: dict[str, SliceInfo]) -> dict[ServicePortName, list[EndpointInfo]]:

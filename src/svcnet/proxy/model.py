@@ -11,7 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from svcnet.proxy.ipnet import IPV4, IPV6, IPNetwork, family_of, join_host_port, parse_cidr, parse_ip
+from svcnet.proxy.ipnet import (
+    IPV4,
+    IPV6,
+    IPNetwork,
+    family_of,
+    join_host_port,
+    normalize_ip,
+    parse_cidr,
+    parse_ip,
+)
 
 log = logging.getLogger("svcnet.proxy")
 
@@ -186,11 +195,11 @@ def service_to_port_map(service: dict | None, family: str) -> dict[ServicePortNa
     cluster_ip_text = cluster_ip_by_family(family, service)
     if not cluster_ip_text:
         return {}
-    cluster_ip = parse_ip(cluster_ip_text)
+    cluster_ip = normalize_ip(cluster_ip_text)
     if cluster_ip is None:
         log.warning("skipping service %s/%s: unparsable cluster IP %r", ns, name, cluster_ip_text)
         return {}
-    if family_of(cluster_ip) != family:
+    if (":" in cluster_ip) != (family == IPV6):
         return {}
     spec = _spec(service)
     ext_local = external_policy_local(service)
