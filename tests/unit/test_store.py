@@ -2,6 +2,8 @@
 
 Adding a backend is one line in OPENERS: a function that opens (or reopens) the datastore
 kept under the test's ``tmp_path``. Options a backend does not have are ignored by its opener.
+Revisions are asserted relative to the store's revision when the test begins: etcd's counter
+is global to the etcd the session shares (each test gets its own key prefix there).
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ from svcnet.store import (
     UnavailableError,
     WatchOverflowError,
 )
+from svcnet.store.etcd import EtcdStore
 from svcnet.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from etcd_fixture import etcd_missing_reason, shared_etcd  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,8 +49,17 @@ def _open_sqlite(tmp_path: Path, **options: Any) -> Store:
     return SqliteStore(str(tmp_path / "state.db"), **options)
 
 
+def _open_etcd(tmp_path: Path, **options: Any) -> Store:
+    # One etcd for the whole session (started on first use); the test's own key prefix,
+    # derived from its tmp_path so a reopen finds the same data.
+    kept = {k: v for k, v in options.items() if k in ("history_window", "compact_interval")}
+    kept.setdefault("compact_interval", 0)
+    return EtcdStore(shared_etcd().endpoints, prefix=f"/svt-{tmp_path.name}", **kept)
+
+
 OPENERS: dict[str, Callable[..., Store]] = {
     "sqlite": _open_sqlite,
+    "etcd": _open_etcd,
 }
 
 OpenStore = Callable[..., Awaitable[Store]]
@@ -52,6 +67,8 @@ OpenStore = Callable[..., Awaitable[Store]]
 
 @pytest.fixture(params=sorted(OPENERS))
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "etcd" and (reason := etcd_missing_reason()):
+        pytest.skip(reason)
     return request.param
 
 
@@ -136,13 +153,14 @@ async def test_unconditional_update_and_failed_writes_take_no_revision(store: St
 
 
 async def test_bad_arguments_are_rejected_before_writing(store: Store) -> None:
+    start = await store.current_revision()
     with pytest.raises(TypeError):
         await store.create("/k/a", "not bytes")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         await store.create("", b"x")
     with pytest.raises(ValueError):
         await store.txn([Put("/k/a", b"1"), Delete("/k/a")])
-    assert await store.current_revision() == 0
+    assert await store.current_revision() == start
 
 
 # -- transactions ------------------------------------------------------------------------------
@@ -368,7 +386,7 @@ async def test_delete_event_carries_the_last_value_at_the_deletion_revision(stor
 
 
 async def test_waiting_for_an_event_with_a_timeout_loses_nothing(store: Store) -> None:
-    watch = store.watch("/c/", 1)
+    watch = store.watch("/c/", await store.current_revision() + 1)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(anext(watch), 0.02)
     kv = await store.create("/c/a", b"1")
@@ -422,15 +440,17 @@ async def test_concurrent_creates_of_one_key_have_exactly_one_winner(store: Stor
 
 
 async def test_concurrent_writes_get_distinct_increasing_revisions(store: Store) -> None:
+    start = await store.current_revision()
     kvs = await asyncio.gather(*(store.create(f"/many/{i}", b"x") for i in range(200)))
     revisions = sorted(kv.mod_revision for kv in kvs)
-    assert revisions == list(range(1, 201))
+    assert revisions == list(range(start + 1, start + 201))
     assert await store.count("/many/") == 200
 
 
 async def test_a_slow_watcher_does_not_stall_writers(open_store: OpenStore) -> None:
     store = await open_store(watch_buffer=50)
-    slow = store.watch("/s/", 1)
+    base = await store.current_revision()
+    slow = store.watch("/s/", base + 1)
     await store.create("/s/first", b"0")
     assert (await next_event(slow)).kv.key == "/s/first"  # then it stops reading
     # Ten times its buffer: a fan-out that waited for this consumer would never finish.
@@ -438,15 +458,15 @@ async def test_a_slow_watcher_does_not_stall_writers(open_store: OpenStore) -> N
         await asyncio.wait_for(
             asyncio.gather(*(store.create(f"/s/{burst}-{i}", b"v") for i in range(50))), 10
         )
-    assert await store.current_revision() == 501
+    assert await store.current_revision() == base + 501
     # What it does get is still in order with no gap; the backend may end it instead.
-    revisions = [1]
+    revisions = [base + 1]
     try:
-        while revisions[-1] < 501:
+        while revisions[-1] < base + 501:
             revisions.append((await next_event(slow)).kv.mod_revision)
     except WatchOverflowError as overflow:
         assert overflow.last_revision == revisions[-1]
-    assert revisions == list(range(1, len(revisions) + 1))
+    assert revisions == list(range(base + 1, base + len(revisions) + 1))
     await slow.aclose()
 
 

@@ -6,6 +6,9 @@ migration) never name a backend class themselves.
 
 from __future__ import annotations
 
+from typing import Any
+
+from svcnet.store.etcd_client import EtcdTLS
 from svcnet.store.interface import (
     CompactedError,
     CompareFailedError,
@@ -23,11 +26,13 @@ from svcnet.store.interface import (
     UnavailableError,
     WatchOverflowError,
 )
+from svcnet.store.url import parse_datastore_url
 
 __all__ = [
     "CompactedError",
     "CompareFailedError",
     "Delete",
+    "EtcdTLS",
     "Event",
     "FutureRevisionError",
     "KeyExistsError",
@@ -41,21 +46,21 @@ __all__ = [
     "UnavailableError",
     "WatchOverflowError",
     "open_store",
+    "parse_datastore_url",
 ]
 
 
-def open_store(url: str, **options: object) -> Store:
-    """A store for ``url``: ``sqlite:///path/to/state.db`` (or a plain file path) for the
-    embedded backend. Call ``await store.start()`` before use."""
-    if url.startswith("sqlite://"):
-        path = url[len("sqlite://") :]
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise ValueError(f"unsupported datastore {scheme!r}: expected sqlite://PATH")
-    else:
-        path = url
-    if not path:
-        raise ValueError("sqlite datastore needs a file path, e.g. sqlite:///var/lib/svcnet/state.db")
+def open_store(url: str, *, tls: EtcdTLS | None = None, **options: Any) -> Store:
+    """A store for a datastore URL (store/url.py): ``sqlite://DIR`` (the database is DIR/state.db;
+    a path ending in .db, or a plain path, names the file) or ``etcd://HOST:PORT[,...]``.
+    ``options`` go to the backend's constructor. Call ``await store.start()`` before use."""
+    parsed = parse_datastore_url(url)
+    if parsed.kind == "etcd":
+        from svcnet.store.etcd import EtcdStore
+
+        if tls is None and parsed.tls:
+            tls = EtcdTLS()
+        return EtcdStore(parsed.endpoints, tls=tls, **options)
     from svcnet.store.sqlite import SqliteStore
 
-    return SqliteStore(path, **options)  # type: ignore[arg-type]
+    return SqliteStore(parsed.path, **options)

@@ -1,0 +1,171 @@
+"""Start etcd members for tests: loopback ports, a private data directory, stopped by PID.
+
+``EtcdCluster.start(n)`` runs ``n`` members of one cluster (Debian's /usr/bin/etcd). Tests that
+share one member use the session fixture in tests/conftest_etcd.py; the cluster tests start
+their own three members. Short heartbeat and election timeouts keep failover tests quick.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+
+
+def etcd_missing_reason() -> str | None:
+    if not os.access(ETCD, os.X_OK):
+        return f"etcd is not installed ({ETCD}); scripts/install-system-deps.sh installs etcd-server"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class EtcdMember:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=1) as resp:
+                return b'"true"' in resp.read()
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the member we started, by its PID."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@dataclass
+class EtcdCluster:
+    members: list[EtcdMember]
+    root: Path
+    initial_cluster: str
+    token: str
+    owns_root: bool = True
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(self.endpoints)
+
+    @classmethod
+    def start(cls, size: int = 1, root: Path | None = None, timeout: float = 30) -> EtcdCluster:
+        owns = root is None
+        root = Path(tempfile.mkdtemp(prefix="svcnet-etcd-")) if root is None else root
+        token = f"svt-{os.getpid()}-{time.monotonic_ns()}"
+        members = [
+            EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}.etcd", root / f"m{i}.log")
+            for i in range(size)
+        ]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+        cluster = cls(members, root, initial, token, owns)
+        try:
+            for member in members:
+                cluster.launch(member, new=True)
+            cluster.wait_healthy(timeout)
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def launch(self, member: EtcdMember, new: bool = False) -> None:
+        """Start (or restart, keeping its data) one member."""
+        args = [
+            ETCD,
+            "--name", member.name,
+            "--data-dir", str(member.data_dir),
+            "--listen-client-urls", f"http://{member.endpoint}",
+            "--advertise-client-urls", f"http://{member.endpoint}",
+            "--listen-peer-urls", member.peer_url,
+            "--initial-advertise-peer-urls", member.peer_url,
+            "--initial-cluster", self.initial_cluster,
+            "--initial-cluster-token", self.token,
+            "--initial-cluster-state", "new",
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
+            # kube-apiserver sends objects up to 3 MiB; etcd's default request cap is 1.5 MiB.
+            "--max-request-bytes", str(8 * 1024 * 1024),
+            "--experimental-watch-progress-notify-interval", "2s",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ]
+        log = open(member.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            member.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+
+    def wait_healthy(self, timeout: float = 30, members: list[EtcdMember] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = list(members or self.members)
+        while waiting:
+            for member in list(waiting):
+                if member.proc is not None and member.proc.poll() is not None:
+                    raise RuntimeError(f"etcd {member.name} exited:\n{member.log_path.read_text()[-3000:]}")
+                if member.healthy():
+                    waiting.remove(member)
+            if waiting:
+                if time.monotonic() > deadline:
+                    names = [m.name for m in waiting]
+                    raise RuntimeError(f"etcd did not become healthy in {timeout}s: {names}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+        if self.owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+_shared: EtcdCluster | None = None
+
+
+def shared_etcd() -> EtcdCluster:
+    """One etcd member for the whole test session, started on first use and stopped (by PID)
+    when the session's process exits. Tests sharing it use key prefixes of their own."""
+    global _shared
+    if _shared is None or not all(m.running() for m in _shared.members):
+        _shared = EtcdCluster.start(1)
+        atexit.register(_shared.stop)
+    return _shared
