@@ -5,7 +5,11 @@ Renders N ClusterIP services (E endpoints each) with svcnet's iptables renderer,
 scanned to its end). Reference run in the same process: splitting the same text into lines and
 words, the least any reader of the dump must do. Target (issue #6): at most 200 ms.
 
-    .venv/bin/python bench/trace.py [--services 10000] [--endpoints 5] [--repeat 5]
+    .venv/bin/python bench/trace.py [--services 10000] [--endpoints 5] [--repeat 5] [--mode nftables]
+
+With --mode nftables the rule set is an `nft -f` transaction in kube-proxy's nftables layout,
+written by this script (svcnet has no nftables renderer yet, issue #7): the same services,
+dispatched through the service-ips verdict map and `numgen random mod N vmap`.
 """
 
 from __future__ import annotations
@@ -77,14 +81,68 @@ def objects(services: int, endpoints: int) -> Snapshot:
     return Snapshot(services=svcs, endpoint_slices=slices, nodes=[])
 
 
+NFT_BASE = """add table ip kube-proxy { comment "rules for kube-proxy" ; }
+add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }
+add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }
+add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; }
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }
+add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }
+add chain ip kube-proxy filter-forward { type filter hook forward priority 0 ; }
+add chain ip kube-proxy services
+add chain ip kube-proxy service-endpoints-check
+add chain ip kube-proxy mark-for-masquerade
+add chain ip kube-proxy masquerading
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+add rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000
+add rule ip kube-proxy masquerading mark and 0x4000 == 0 return
+add rule ip kube-proxy masquerading mark set mark xor 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+"""
+
+
+def nft_rules(services: int, endpoints: int) -> str:
+    out = [NFT_BASE]
+    for i in range(services):
+        svc = f"service-BENCH000-bench/svc{i}/tcp/http"
+        chains = []
+        for e in range(endpoints):
+            n = i * endpoints + e
+            ip = f"10.{64 + n // 65536}.{n // 256 % 256}.{n % 256}"
+            chain = f"endpoint-BENCH000-bench/svc{i}/tcp/http__{ip}/8080"
+            chains.append(chain)
+            out.append(
+                f"add chain ip kube-proxy {chain}\n"
+                f"add rule ip kube-proxy {chain} ip saddr {ip} jump mark-for-masquerade\n"
+                f"add rule ip kube-proxy {chain} meta l4proto tcp dnat to {ip}:8080\n"
+            )
+        vmap = " , ".join(f"{k} : goto {c}" for k, c in enumerate(chains))
+        out.append(
+            f"add chain ip kube-proxy {svc}\n"
+            f"add rule ip kube-proxy {svc} ip daddr {cluster_ip(i)} tcp dport 80 ip saddr != 10.0.0.0/8 "
+            "jump mark-for-masquerade\n"
+            f"add rule ip kube-proxy {svc} numgen random mod {endpoints} vmap {{ {vmap} }}\n"
+            f"add element ip kube-proxy cluster-ips {{ {cluster_ip(i)} }}\n"
+            f"add element ip kube-proxy service-ips {{ {cluster_ip(i)} . tcp . 80 : goto {svc} }}\n"
+        )
+    return "".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=10000)
     ap.add_argument("--endpoints", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--mode", choices=("iptables", "nftables"), default="iptables")
     args = ap.parse_args()
-    node = NodeConfig(node_name="bench-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
-    text = render_full("iptables", objects(args.services, args.endpoints), node)
+    if args.mode == "iptables":
+        node = NodeConfig(node_name="bench-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
+        text = render_full("iptables", objects(args.services, args.endpoints), node)
+    else:
+        text = nft_rules(args.services, args.endpoints)
     lines = text.count("\n")
     packet = Packet("10.0.0.2", cluster_ip(args.services - 1), 80)
 
@@ -93,7 +151,7 @@ def main() -> None:
             line.split()
 
     def run() -> None:
-        result = trace_text("iptables", text, packet, Node(["192.168.0.2"]))
+        result = trace_text(args.mode, text, packet, Node(["192.168.0.2"]))
         assert result.verdict == "DNAT" and len(result.endpoints) == args.endpoints, result.verdict
 
     def timed(fn) -> float:
@@ -108,7 +166,7 @@ def main() -> None:
     trace_ms = timed(run)
     verdict = "meets" if trace_ms <= TARGET_MS else "MISSES"
     print(
-        f"rule set: {args.services} services x {args.endpoints} endpoints, {lines} lines, "
+        f"{args.mode} rule set: {args.services} services x {args.endpoints} endpoints, {lines} lines, "
         f"{len(text) / 1e6:.1f} MB"
     )
     print(f"reference (split lines and words): {ref_ms:8.1f} ms")
