@@ -270,3 +270,57 @@ def test_sets_ranges_marks_and_numgen_offsets():
     r = trace_text("nftables", text, Packet("10.4.0.5", "10.1.1.1", 8080), NODE)
     assert r.masquerade is False
     assert trace_text("nftables", text, Packet("10.4.0.5", "10.1.1.1", 9000), NODE).verdict == "NONE"
+
+
+def big_transaction(services: int = 500) -> str:
+    """kube-proxy-shaped nft transaction, large enough for the lazy reader."""
+    from svcnet.netfilter.nft import LAZY_MIN_LINES
+
+    out = [T, "add map ip t service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }\n"]
+    out.append("add rule ip t c ip daddr . meta l4proto . th dport vmap @service-ips\n")
+    for i in range(services):
+        eps = []
+        for e in range(4):
+            chain = f"endpoint-{i}-{e}"
+            eps.append(chain)
+            out.append(
+                f"add chain ip t {chain}\nadd rule ip t {chain} meta l4proto tcp dnat to 10.1.{i % 250}.{e}:8080\n"
+            )
+        vmap = " , ".join(f"{k} : goto {c}" for k, c in enumerate(eps))
+        out.append(f"add chain ip t svc-{i}\nadd rule ip t svc-{i} numgen random mod 4 vmap {{ {vmap} }}\n")
+        out.append(
+            f'add element ip t service-ips {{ 172.30.{i // 250}.{i % 250 + 1} . tcp . 80 comment "s{i}" : goto svc-{i} }}\n'
+        )
+    text = "".join(out)
+    assert text.count("\n") > LAZY_MIN_LINES
+    return text
+
+
+def test_large_rule_sets_are_read_lazily_with_the_same_answers():
+    from svcnet.netfilter.nft import LazyNftRule
+
+    text = big_transaction()
+    lazy = parse_nft(text)
+    assert any(isinstance(r, LazyNftRule) for r in lazy.tables["ip t"].chains["svc-7"].rules)
+    assert lazy.tables["ip t"].sets["service-ips"].pending  # elements not read yet
+    eager = parse_nft(text, lazy=False)
+    assert (
+        lazy.tables["ip t"].sets["service-ips"].size()
+        == eager.tables["ip t"].sets["service-ips"].size()
+        == 500
+    )
+    for i in (0, 5, 299, 499):
+        r = trace_text("nftables", text, Packet("10.0.0.2", f"172.30.{i // 250}.{i % 250 + 1}", 80), NODE)
+        assert r.endpoints == [f"10.1.{i % 250}.{e}:8080" for e in range(4)]
+        assert [round(p, 6) for p in r.probabilities] == [0.25] * 4
+    assert trace_text("nftables", text, Packet("10.0.0.2", "172.30.9.9", 80), NODE).verdict == "NONE"
+
+
+def test_large_malformed_rule_is_named_when_reached():
+    text = big_transaction()
+    lines = text.splitlines()
+    bad = lines.index("add rule ip t endpoint-5-2 meta l4proto tcp dnat to 10.1.5.2:8080")
+    lines[bad] = "add rule ip t endpoint-5-2 meta l4proto tcp dnat to 10.1.5.300:8080"
+    with pytest.raises(RuleParseError) as info:
+        trace_text("nftables", "\n".join(lines) + "\n", Packet("10.0.0.2", "172.30.0.6", 80), NODE)
+    assert info.value.line_no == bad + 1 and "10.1.5.300" in str(info.value)
