@@ -25,7 +25,7 @@ from svcnet.apiserver.kubeconfig import (
 from svcnet.apiserver.metrics import ApiServerMetrics
 from svcnet.apiserver.options import ApiServerOptions
 from svcnet.apiserver.tls import ensure_pki, serving_hosts
-from svcnet.store.sqlite import SqliteStore
+from svcnet.store import EtcdTLS, open_store
 
 log = logging.getLogger("svcnet.apiserver")
 
@@ -37,6 +37,9 @@ class ServerConfig:
     port: int = 6443
     tls_sans: list[str] = field(default_factory=list)
     api: ApiServerOptions = field(default_factory=ApiServerOptions)
+    # sqlite://DIR or etcd://HOST:PORT[,...] (store/url.py); None: SQLite under data_dir.
+    datastore: str | None = None
+    etcd_tls: EtcdTLS | None = None
 
 
 @dataclass
@@ -67,7 +70,7 @@ async def serve(config: ServerConfig, on_ready: Callable[[RunningServer], None] 
     pki = ensure_pki(data_dir, serving_hosts(config.host, config.tls_sans))
     token = ensure_admin_token(data_dir)
 
-    store = SqliteStore(str(data_dir / "state.db"))
+    store = open_store(config.datastore or f"sqlite://{data_dir}", tls=config.etcd_tls)
     await store.start()
     metrics = ApiServerMetrics()
     # Metrics wrap authentication so 401s are counted too, as upstream counts them.

@@ -27,12 +27,24 @@ def server(
     tls_san: Annotated[
         list[str] | None, typer.Option("--tls-san", help="Extra name or IP for the serving certificate.")
     ] = None,
+    datastore: Annotated[
+        str | None,
+        typer.Option(
+            help="sqlite://DIR or etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS). "
+            "Default: SQLite under --data-dir. Several servers may share one etcd."
+        ),
+    ] = None,
+    etcd_cafile: Annotated[
+        Path | None, typer.Option(help="CA bundle that signed the etcd members' certificates.")
+    ] = None,
+    etcd_certfile: Annotated[Path | None, typer.Option(help="Client certificate for etcd (PEM).")] = None,
+    etcd_keyfile: Annotated[Path | None, typer.Option(help="Key of --etcd-certfile (PEM).")] = None,
     print_kubeconfig: Annotated[
         bool, typer.Option(help="Print the admin kubeconfig path and how to use it once serving.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the Kubernetes API server (SQLite datastore under --data-dir)."""
+    """Run the Kubernetes API server (SQLite under --data-dir, or etcd with --datastore)."""
     from svcnet.apiserver.server import RunningServer, ServerConfig, run_forever
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,6 +53,17 @@ def server(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--listen") from exc
 
+    from svcnet.store import StoreError
+    from svcnet.store.url import etcd_tls, parse_datastore_url
+
+    tls = None
+    if datastore is not None:
+        try:
+            tls_files = (str(f) if f else None for f in (etcd_cafile, etcd_certfile, etcd_keyfile))
+            tls = etcd_tls(parse_datastore_url(datastore), *tls_files)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--datastore") from exc
+
     def announce(running: RunningServer) -> None:
         if print_kubeconfig:
             print(f"svcnet API server ready at {running.url}", flush=True)
@@ -48,7 +71,12 @@ def server(
             print(f"try:  export KUBECONFIG={running.kubeconfig_path}; kubectl get svc -A", flush=True)
 
     try:
-        run_forever(ServerConfig(data_dir=data_dir, host=host, port=port, tls_sans=tls_san or []), announce)
+        config = ServerConfig(data_dir=data_dir, host=host, port=port, tls_sans=tls_san or [],
+                              datastore=datastore, etcd_tls=tls)
+        run_forever(config, announce)
+    except StoreError as exc:
+        print(f"svcnet server: datastore {datastore or data_dir}: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from exc
     except OSError as exc:
         print(f"svcnet server: cannot serve on {listen}: {exc.strerror or exc}", file=sys.stderr)
         raise typer.Exit(1) from exc
