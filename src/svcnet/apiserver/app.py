@@ -14,6 +14,10 @@ from aiohttp import web
 from svcnet.api import errors
 from svcnet.api.errors import StatusError
 from svcnet.apiserver import routing
+from svcnet.apiserver.allocator.kubernetes_service import record_service_event
+from svcnet.apiserver.allocator.ranges import IPRange, PortRange
+from svcnet.apiserver.allocator.repair import AllocationRepair
+from svcnet.apiserver.allocator.service import ServiceAllocator
 from svcnet.apiserver.codec import status_response
 from svcnet.apiserver.handlers import ResourceHandlers, add_routes
 from svcnet.apiserver.listing import Lister
@@ -29,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 WATCH_CACHE_KEY = web.AppKey("svcnet.watch_cache", WatchCache)
 REGISTRY_KEY = web.AppKey("svcnet.registry", Registry)
+REPAIR_KEY = web.AppKey("svcnet.allocation_repair", AllocationRepair)
 MAX_BODY_KEY = web.AppKey("svcnet.max_body", int)
 
 
@@ -81,13 +86,30 @@ def build_app(store: Store, options: ApiServerOptions, middlewares: Sequence = (
     handlers = ResourceHandlers(options, cache, registry, lister)
     app[WATCH_CACHE_KEY] = cache
     app[REGISTRY_KEY] = registry
+    allocator = ServiceAllocator(
+        store,
+        [IPRange.parse(cidr) for cidr in options.service_cluster_ip_ranges],
+        PortRange.parse(options.service_node_port_range),
+    )
+    registry.service_allocator = allocator
+
+    async def emit(svc: dict, reason: str, message: str, component: str) -> None:
+        await record_service_event(registry, svc, reason, message, component)
+
+    repair = AllocationRepair(store, allocator, options.allocation_repair_interval_seconds, emit)
+    app[REPAIR_KEY] = repair
 
     async def on_startup(_: web.Application) -> None:
+        await allocator.load()
         await cache.start()
         await lifecycle.bootstrap(options.system_namespaces)
+        # Upstream runs the repair once before serving, then periodically.
+        await repair.run_once()
+        repair.start()
 
     async def on_shutdown(_: web.Application) -> None:
         # Open watches end now, so the server can stop without waiting for their timeouts.
+        await repair.stop()
         await lifecycle.stop()
         await cache.stop()
 

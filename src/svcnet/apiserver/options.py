@@ -28,9 +28,12 @@ class ApiServerOptions:
     namespace_retry_seconds: float = 0.5
     # Namespaces kube-apiserver creates at start.
     system_namespaces: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
-    # Placeholders for issue #4 (ClusterIP and NodePort allocation).
+    # ClusterIP and NodePort allocation (issue #4): kubeadm's service CIDR, upstream's port
+    # range. At most one range per IP family, the primary family first.
     service_cluster_ip_ranges: tuple[str, ...] = ("10.96.0.0/12",)
-    service_node_port_range: tuple[int, int] = (30000, 32767)
+    service_node_port_range: str = "30000-32767"
+    # The repair loop's period (upstream's repairLoopInterval is 3 minutes); 0 runs it only at start.
+    allocation_repair_interval_seconds: float = 180.0
     # /version: kubectl 1.32 warns when the server's minor version differs by more than one.
     version_major: str = "1"
     version_minor: str = "32"

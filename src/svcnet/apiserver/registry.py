@@ -21,6 +21,7 @@ from svcnet.api import errors, names, resources
 from svcnet.api.errors import FieldError, StatusError
 from svcnet.api.resources import Resource
 from svcnet.apiserver import hooks
+from svcnet.apiserver.allocator.service import ServiceAllocator, allocate_and_write
 from svcnet.apiserver.objectmeta import (
     deep_copy,
     encode_for_store,
@@ -34,8 +35,11 @@ from svcnet.store.interface import (
     KeyExistsError,
     KeyNotFoundError,
     KeyValue,
+    Op,
+    Put,
     Store,
 )
+from svcnet.store.interface import Delete as DeleteOp
 
 log = logging.getLogger("svcnet.apiserver.registry")
 
@@ -91,6 +95,11 @@ class Registry:
         self.wait_seconds = wait_seconds
         # Called with a namespace name once it is marked for deletion (namespaces.py).
         self.on_namespace_terminating: Callable[[str], None] | None = None
+        # ClusterIP/NodePort allocation for Services (issue #4); None: no allocation.
+        self.service_allocator: ServiceAllocator | None = None
+
+    def _allocates(self, resource: Resource) -> bool:
+        return self.service_allocator is not None and resource.plural == "services"
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -220,6 +229,13 @@ class Registry:
             metadata["uid"] = new_uid()
             metadata["creationTimestamp"] = now_rfc3339()
             name = metadata.get("name") or ""
+            if self._allocates(resource):
+                try:
+                    return await self._create_service(resource, obj, dry_run)
+                except KeyExistsError:
+                    if generated and attempt + 1 < attempts:
+                        continue
+                    raise errors.already_exists(resource.plural, name, resource.group) from None
             errs = self._baseline_name_errors(metadata) + hooks.validate_create(obj)
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
@@ -235,6 +251,95 @@ class Registry:
             metadata["resourceVersion"] = str(kv.mod_revision)
             return obj
         raise AssertionError("unreachable")
+
+    async def _create_service(self, resource: Resource, obj: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        """Create a Service with its ClusterIPs and NodePorts claimed in the same transaction
+        (upstream's BeginCreate allocates before validation, so validation sees them)."""
+        allocator = self.service_allocator
+        assert allocator is not None
+        name = obj["metadata"].get("name") or ""
+        key = resource.key(obj["metadata"].get("namespace"), name)
+
+        def validate(planned: dict[str, Any]) -> None:
+            errs = self._baseline_name_errors(planned["metadata"]) + hooks.validate_create(planned)
+            if errs:
+                raise _invalid(resource, name, _dedupe(errs))
+
+        if dry_run:  # show what would be allocated, claim nothing
+            planned = deep_copy(obj)
+            allocator.abort(allocator.plan(planned, None))
+            validate(planned)
+            return planned
+
+        async def write(planned: dict[str, Any] | None, ops: list[Op]) -> int:
+            assert planned is not None
+            validate(planned)
+            try:
+                return await self.store.txn([Put(key, encode_for_store(planned), 0), *ops])
+            except CompareFailedError as exc:
+                if exc.key == key:
+                    raise KeyExistsError(key) from None
+                raise
+
+        planned, revision = await allocate_and_write(allocator, obj, None, write)
+        assert planned is not None
+        planned["metadata"]["resourceVersion"] = str(revision)
+        return planned
+
+    async def _write_service_update(
+        self,
+        resource: Resource,
+        kv: KeyValue,
+        old: dict[str, Any],
+        obj: dict[str, Any],
+        validate: Callable[[dict[str, Any]], list[FieldError]],
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        """The tail of write_update for a Service: allocations of old -> new planned, then
+        validated, then written with the Service in one transaction."""
+        allocator = self.service_allocator
+        assert allocator is not None
+        name = old["metadata"]["name"]
+
+        def check(planned: dict[str, Any]) -> bool:
+            errs = validate(planned)
+            if errs:
+                raise _invalid(resource, name, _dedupe(errs))
+            return without_rv(planned) == without_rv(old)
+
+        if dry_run:
+            planned = deep_copy(obj)
+            allocator.abort(allocator.plan(planned, old))
+            if check(planned):
+                return old
+            planned["metadata"]["resourceVersion"] = str(kv.mod_revision)
+            return planned
+        unchanged = False
+
+        async def write(planned: dict[str, Any] | None, ops: list[Op]) -> int:
+            nonlocal unchanged
+            assert planned is not None
+            unchanged = check(planned)
+            if unchanged:
+                return kv.mod_revision  # a no-op update writes nothing
+            return await self.store.txn([Put(kv.key, encode_for_store(planned), kv.mod_revision), *ops])
+
+        planned, revision = await allocate_and_write(allocator, obj, old, write)
+        assert planned is not None
+        if unchanged:
+            return old
+        planned["metadata"]["resourceVersion"] = str(revision)
+        return planned
+
+    async def _delete_service_kv(self, kv: KeyValue, obj: dict[str, Any]) -> int:
+        """Delete a Service and release what it holds in one transaction; the revision."""
+        assert self.service_allocator is not None
+
+        async def write(_planned: dict[str, Any] | None, ops: list[Op]) -> int:
+            return await self.store.txn([DeleteOp(kv.key, kv.mod_revision), *ops])
+
+        _, revision = await allocate_and_write(self.service_allocator, None, obj, write)
+        return revision
 
     @staticmethod
     def _baseline_name_errors(metadata: dict[str, Any]) -> list[FieldError]:
@@ -360,6 +465,11 @@ class Registry:
                     md[field] = old_md[field]
                 else:
                     md.pop(field, None)
+            if self._allocates(resource) and not old_md.get("deletionTimestamp"):
+                finalizer_errs = self._finalizer_errors(md, old_md)
+                return await self._write_service_update(
+                    resource, kv, old, obj, lambda o: finalizer_errs + hooks.validate_update(o, old), dry_run
+                )
             errs = self._finalizer_errors(md, old_md) + hooks.validate_update(obj, old)
         if errs:
             raise _invalid(resource, name, _dedupe(errs))
@@ -375,8 +485,11 @@ class Registry:
             # ShouldDeleteDuringUpdate: the last finalizer is gone from an object being deleted.
             if dry_run:
                 return obj
-            deleted = await self.store.delete(kv.key, kv.mod_revision)
-            md["resourceVersion"] = str(deleted.mod_revision)
+            if self._allocates(resource):
+                md["resourceVersion"] = str(await self._delete_service_kv(kv, old))
+            else:
+                deleted = await self.store.delete(kv.key, kv.mod_revision)
+                md["resourceVersion"] = str(deleted.mod_revision)
             self._after_delete(resource, obj)
             return obj
         if dry_run:
@@ -618,8 +731,11 @@ class Registry:
             return DeleteResult(new, False)
         if dry_run:
             return DeleteResult(self._deleted_body(resource, obj), True)
-        deleted = await self.store.delete(kv.key, kv.mod_revision)
-        md["resourceVersion"] = str(deleted.mod_revision)
+        if self._allocates(resource):
+            md["resourceVersion"] = str(await self._delete_service_kv(kv, obj))
+        else:
+            deleted = await self.store.delete(kv.key, kv.mod_revision)
+            md["resourceVersion"] = str(deleted.mod_revision)
         self._after_delete(resource, obj, options)
         return DeleteResult(self._deleted_body(resource, obj), True)
 

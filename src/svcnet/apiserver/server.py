@@ -10,10 +10,13 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from svcnet.apiserver.app import build_app
+from svcnet.apiserver.allocator.kubernetes_service import ensure_kubernetes_service
+from svcnet.apiserver.allocator.ranges import IPRange
+from svcnet.apiserver.app import REGISTRY_KEY, build_app
 from svcnet.apiserver.auth import ensure_admin_token, token_middleware
 from svcnet.apiserver.kubeconfig import (
     KUBECONFIG_NAME,
@@ -26,6 +29,9 @@ from svcnet.apiserver.metrics import ApiServerMetrics
 from svcnet.apiserver.options import ApiServerOptions
 from svcnet.apiserver.tls import ensure_pki, serving_hosts
 from svcnet.store import EtcdTLS, open_store
+
+if TYPE_CHECKING:
+    from svcnet.controllers.manager import ControllerOptions
 
 log = logging.getLogger("svcnet.apiserver")
 
@@ -40,6 +46,8 @@ class ServerConfig:
     # sqlite://DIR or etcd://HOST:PORT[,...] (store/url.py); None: SQLite under data_dir.
     datastore: str | None = None
     etcd_tls: EtcdTLS | None = None
+    # The controllers run in-process as an API client with the admin token (None: off).
+    controllers: ControllerOptions | None = None
 
 
 @dataclass
@@ -95,15 +103,65 @@ async def serve(config: ServerConfig, on_ready: Callable[[RunningServer], None] 
         url = url_for(config.host, port)
         kubeconfig_path = data_dir / KUBECONFIG_NAME
         write_private_text(kubeconfig_path, kubeconfig_text(url, pki.ca_cert.read_bytes(), token))
+        first_ip = IPRange.parse(config.api.service_cluster_ip_ranges[0]).first()
+        await ensure_kubernetes_service(app[REGISTRY_KEY], first_ip, config.host, port)
+        controllers = _start_controllers(config, url, pki.ca_cert.read_bytes(), token)
         (data_dir / SERVER_URL_NAME).write_text(url + "\n")
         ready.set()
         log.info("serving the Kubernetes API on %s (kubeconfig %s)", url, kubeconfig_path)
         if on_ready:
             on_ready(RunningServer(url, kubeconfig_path, token, pki.ca_cert))
-        await (stop.wait() if stop else asyncio.Event().wait())
+        try:
+            await (stop.wait() if stop else asyncio.Event().wait())
+        finally:
+            await controllers.aclose()
     finally:
         await runner.cleanup()
         await store.close()
+
+
+class _InProcessControllers:
+    """The controller manager as a task of the server process, over its own API client."""
+
+    def __init__(self, task: asyncio.Task[None] | None, stop: asyncio.Event, client: object | None) -> None:
+        self.task = task
+        self.stop = stop
+        self.client = client
+
+    async def aclose(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self.task.cancel()
+            except Exception:
+                log.exception("the in-process controllers failed")
+        if self.client is not None:
+            await self.client.close()  # type: ignore[attr-defined]
+
+
+def _start_controllers(config: ServerConfig, url: str, ca: bytes, token: str) -> _InProcessControllers:
+    stop = asyncio.Event()
+    if config.controllers is None:
+        return _InProcessControllers(None, stop, None)
+    from svcnet.client.api import ApiClient
+    from svcnet.client.kubeconfig import ClientConfig
+    from svcnet.controllers.manager import ControllerManager
+
+    client = ApiClient(ClientConfig(server=url, ca_data=ca, token=token))
+    manager = ControllerManager(client, config.controllers)
+
+    async def run() -> None:
+        try:
+            await manager.run(stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the in-process controller manager stopped")
+
+    task = asyncio.get_running_loop().create_task(run(), name="controller-manager")
+    return _InProcessControllers(task, stop, client)
 
 
 def run_forever(config: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None) -> None:

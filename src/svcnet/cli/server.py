@@ -43,9 +43,77 @@ def server(
         bool, typer.Option(help="Print the admin kubeconfig path and how to use it once serving.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    service_cluster_ip_range: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service-cluster-ip-range",
+            help="ClusterIP range(s), one per IP family, primary first (repeatable or comma list).",
+        ),
+    ] = None,
+    service_node_port_range: Annotated[
+        str, typer.Option(help="NodePort range FIRST-LAST (inclusive).")
+    ] = "30000-32767",
+    allocation_repair_interval: Annotated[
+        float, typer.Option(help="Seconds between allocation repair passes (0: only at start).")
+    ] = 180.0,
+    run_controllers: Annotated[
+        bool,
+        typer.Option(
+            "--controllers/--no-controllers",
+            help="Run the controllers in this process (as an API client, with leader election).",
+        ),
+    ] = True,
+    lb_pool: Annotated[
+        list[str] | None, typer.Option("--lb-pool", help="CIDR of load-balancer addresses (repeatable).")
+    ] = None,
+    cluster_cidr: Annotated[str, typer.Option(help="Pod network; each Node gets a block of it.")] = (
+        "10.244.0.0/16"
+    ),
+    max_endpoints_per_slice: Annotated[int, typer.Option(help="Endpoints per EndpointSlice.")] = 100,
+    leader_elect_lease_duration: Annotated[float, typer.Option(help="Seconds a lease lasts.")] = 15.0,
+    leader_elect_renew_deadline: Annotated[
+        float, typer.Option(help="Seconds the leader may fail to renew.")
+    ] = 10.0,
+    leader_elect_retry_period: Annotated[float, typer.Option(help="Seconds between attempts.")] = 2.0,
 ) -> None:
     """Run the Kubernetes API server (SQLite under --data-dir, or etcd with --datastore)."""
+    from svcnet.apiserver.allocator.ranges import IPRange, PortRange
+    from svcnet.apiserver.options import ApiServerOptions
     from svcnet.apiserver.server import RunningServer, ServerConfig, run_forever
+    from svcnet.cli.controllers import build_options, split_list
+
+    ranges = tuple(split_list(service_cluster_ip_range)) or ("10.96.0.0/12",)
+    try:
+        families = [IPRange.parse(r).family for r in ranges]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--service-cluster-ip-range") from exc
+    if len(set(families)) != len(families) or len(ranges) > 2:
+        raise typer.BadParameter(
+            "give at most one range per IP family (e.g. 10.96.0.0/12,fd00:10:96::/112)",
+            param_hint="--service-cluster-ip-range",
+        )
+    try:
+        PortRange.parse(service_node_port_range)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--service-node-port-range") from exc
+    api_options = ApiServerOptions(
+        service_cluster_ip_ranges=ranges,
+        service_node_port_range=service_node_port_range,
+        allocation_repair_interval_seconds=allocation_repair_interval,
+    )
+    controller_options = None
+    if run_controllers:
+        controller_options = build_options(
+            controllers=None,
+            lb_pool=lb_pool,
+            cluster_cidr=cluster_cidr,
+            node_cidr_mask_size=None,
+            max_endpoints_per_slice=max_endpoints_per_slice,
+            leader_elect=True,
+            lease_duration=leader_elect_lease_duration,
+            renew_deadline=leader_elect_renew_deadline,
+            retry_period=leader_elect_retry_period,
+        )
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -71,8 +139,16 @@ def server(
             print(f"try:  export KUBECONFIG={running.kubeconfig_path}; kubectl get svc -A", flush=True)
 
     try:
-        config = ServerConfig(data_dir=data_dir, host=host, port=port, tls_sans=tls_san or [],
-                              datastore=datastore, etcd_tls=tls)
+        config = ServerConfig(
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            tls_sans=tls_san or [],
+            api=api_options,
+            controllers=controller_options,
+            datastore=datastore,
+            etcd_tls=tls,
+        )
         run_forever(config, announce)
     except StoreError as exc:
         print(f"svcnet server: datastore {datastore or data_dir}: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from svcnet.api.errors import FieldError, StatusError, internal_error, invalid, invalid_value
+from svcnet.api.strategy import init_ip_family_fields
 from svcnet.apiserver.allocator.ranges import IPRange, PortRange
 from svcnet.store.interface import CompareFailedError, Delete, KeyNotFoundError, Op, Put, Store
 
@@ -150,14 +151,19 @@ class ServiceAllocator:
         plan = AllocationPlan(owner=_owner(new or old or {}))
         try:
             if new is not None:
+                errs = init_ip_family_fields(new, old, self.families)
+                if errs:
+                    raise invalid("Service", new.get("metadata", {}).get("name", ""), errs)
                 self._fill_cluster_ips(new, plan)
                 self._fill_node_ports(new, plan)
             now_ips, was_ips = held_ips(new), held_ips(old)
             now_ports, was_ports = held_ports(new), held_ports(old)
             plan.claim_ips = now_ips - was_ips
-            plan.release_ips = {ip for ip in was_ips - now_ips if self._ip_in_range(ip)}
+            # Only values the store holds are released: a key the repair loop has not restored
+            # yet must not make the Service's own delete fail.
+            plan.release_ips = {ip for ip in was_ips - now_ips if ip in self.used_ips}
             plan.claim_ports = now_ports - was_ports
-            plan.release_ports = {p for p in was_ports - now_ports if self.port_range.contains(p)}
+            plan.release_ports = {p for p in was_ports - now_ports if p in self.used_ports}
             self._check_claims(new, plan)
         except StatusError:
             self.abort(plan)
