@@ -17,7 +17,7 @@ from svcnet.api import patch as patchlib
 from svcnet.api.errors import StatusError
 from svcnet.api.resources import Resource
 from svcnet.api.selectors import go_quote
-from svcnet.apiserver import codec, discovery, hooks, routing
+from svcnet.apiserver import codec, discovery, hooks, openapi, routing, tables
 from svcnet.apiserver.codec import json_response, query_bool, query_int
 from svcnet.apiserver.listing import Lister, list_body, parse_list_options
 from svcnet.apiserver.objectmeta import cannot_handle
@@ -152,6 +152,16 @@ class ResourceHandlers:
     async def version(self, request: web.Request) -> web.Response:
         return self._discovery(request, discovery.version_info(self.options))
 
+    async def openapi_index(self, request: web.Request) -> web.Response:
+        return self._discovery(request, openapi.index())
+
+    async def openapi_document(self, request: web.Request) -> web.Response:
+        where = openapi.parse_doc_path(request.match_info["tail"])
+        doc = openapi.document(*where) if where is not None else None
+        response = self._discovery(request, {} if doc is not None else None)
+        response.body = doc
+        return response
+
     @staticmethod
     def _discovery(request: web.Request, body: dict[str, Any] | None) -> web.Response:
         request["svcnet.verb"] = "get"
@@ -236,11 +246,26 @@ class ResourceHandlers:
         obj = await self.registry.get(res, ns, name)
         if sub == "scale":
             return json_response(scale_of(res, obj))
+        table_version = tables.wants_table(request.headers.get("Accept", ""))
+        if table_version is not None and sub is None:
+            include = tables.include_object(request.query)
+            meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+            return json_response(tables.table(res, [obj], include, table_version, meta))
         return json_response(obj)
 
     async def list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         opts = parse_list_options(request.query, res)
+        table_version = tables.wants_table(request.headers.get("Accept", ""))
+        include = tables.include_object(request.query) if table_version is not None else ""
         page = await self.lister.list(res, ns, opts)
+        if table_version is not None:
+            meta: dict[str, Any] = {"resourceVersion": str(page.revision)}
+            if page.continue_token:
+                meta["continue"] = page.continue_token
+            if page.remaining is not None:
+                meta["remainingItemCount"] = page.remaining
+            objects = [orjson.loads(raw) for raw in page.raws]
+            return json_response(tables.table(res, objects, include, table_version, meta))
         return json_response(list_body(res, page))
 
     async def _read_object(
@@ -438,4 +463,7 @@ def add_routes(app: web.Application, handlers: ResourceHandlers) -> None:
     router.add_route("*", "/apis/{group}/{version}/", handlers.group_resources)
     router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handlers.grouped)
     router.add_route("*", "/version", handlers.version)
+    router.add_route("*", "/openapi/v3", handlers.openapi_index)
+    router.add_route("*", "/openapi/v3/", handlers.openapi_index)
+    router.add_route("*", "/openapi/v3/{tail:.+}", handlers.openapi_document)
     router.add_route("*", "/version/", handlers.version)

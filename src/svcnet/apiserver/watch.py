@@ -16,6 +16,7 @@ from aiohttp import web
 from svcnet.api import errors
 from svcnet.api.errors import StatusError
 from svcnet.api.resources import Resource
+from svcnet.apiserver import tables
 from svcnet.apiserver.codec import query_bool, query_int
 from svcnet.apiserver.listing import make_predicate, parse_resource_version, parse_selectors, too_large_rv
 from svcnet.apiserver.options import ApiServerOptions
@@ -48,6 +49,7 @@ async def serve_watch(
     name: str | None,
 ) -> web.StreamResponse:
     query = request.query
+    encode = tables.watch_encoder(request.headers.get("Accept", ""), query, resource)
     label, field = parse_selectors(query, resource)
     if name is not None:
         from svcnet.api import selectors
@@ -135,7 +137,7 @@ async def serve_watch(
             probe.offer(ev)
         backlog.extend(probe.drain())
         watcher = cache.subscribe(resource, namespace, predicate)
-    return await _stream(request, watcher, backlog, resource, cache, bookmarks, timeout_s, options)
+    return await _stream(request, watcher, backlog, resource, cache, bookmarks, timeout_s, options, encode)
 
 
 def _escape(value: str) -> str:
@@ -158,17 +160,18 @@ async def _stream(
     bookmarks: bool,
     timeout_s: float,
     options: ApiServerOptions,
+    encode: tables.WatchTableEncoder | None = None,
 ) -> web.StreamResponse:
     deadline = time.monotonic() + timeout_s
     next_bookmark = time.monotonic() + options.bookmark_interval_seconds
     try:
         response = await _start(request)
-        await _write_frames(response, backlog)
+        await _write_frames(response, backlog, encode)
         del backlog
         while True:
             frames = watcher.drain()
             if frames:
-                await _write_frames(response, frames)
+                await _write_frames(response, frames, encode)
                 continue
             if watcher.closed:
                 break
@@ -178,7 +181,7 @@ async def _stream(
             if bookmarks and now >= next_bookmark:
                 # Everything up to the cache's revision has been offered to this watcher and
                 # its queue is empty, so the bookmark's revision is a safe resume point.
-                await response.write(_bookmark_frame(resource, cache.revision))
+                await _write_frames(response, [_bookmark_frame(resource, cache.revision)], encode)
                 next_bookmark = now + options.bookmark_interval_seconds
                 continue
             transport = request.transport
@@ -208,10 +211,14 @@ async def _stream(
     return response
 
 
-async def _write_frames(response: web.StreamResponse, frames: list[bytes]) -> None:
+async def _write_frames(
+    response: web.StreamResponse, frames: list[bytes], encode: tables.WatchTableEncoder | None = None
+) -> None:
     batch: list[bytes] = []
     size = 0
     for frame in frames:
+        if encode is not None:
+            frame = encode(frame)
         batch.append(frame)
         size += len(frame)
         if size >= _WRITE_BATCH_BYTES:
