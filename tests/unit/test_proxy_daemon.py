@@ -12,7 +12,7 @@ import pytest
 from svcnet.proxy.apply.fake import FakeIPTables
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
-from svcnet.proxy.daemon import DaemonOptions, ProxyDaemon
+from svcnet.proxy.daemon import DaemonOptions, ProxyDaemon, daemon_families
 
 
 class NoConntrack(Conntrack):
@@ -90,3 +90,15 @@ async def test_daemon_syncs_from_informers_and_serves_health_and_metrics(api_ser
     finally:
         daemon.stop()
         assert await asyncio.wait_for(task, 10) == 0
+
+
+def test_dual_stack_node_gets_a_proxier_per_family_primary_first() -> None:
+    assert daemon_families(NodeConfig(node_ips=["192.168.0.2"])) == ["IPv4"]
+    assert daemon_families(NodeConfig(node_ips=[], family="IPv6")) == ["IPv6"]
+    assert daemon_families(NodeConfig(node_ips=["2001:db8::1", "192.168.0.2"])) == ["IPv6", "IPv4"]
+    node = NodeConfig(node_name="n", node_ips=["192.168.0.2", "2001:db8::1"],
+                      cluster_cidrs=["10.0.0.0/8", "fd00:10::/64"])
+    daemon = ProxyDaemon(DaemonOptions(node=node), ipt=FakeIPTables(), conntrack=NoConntrack())
+    assert [p.node.family for p in daemon.proxiers] == ["IPv4", "IPv6"]
+    assert [p.node.local_cidr for p in daemon.proxiers] == ["10.0.0.0/8", "fd00:10::/64"]
+    assert daemon.proxiers[1].service_health is None  # health-check ports served once

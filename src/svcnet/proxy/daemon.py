@@ -10,6 +10,7 @@ On SIGTERM/SIGINT the daemon stops and leaves its rules in place, as upstream do
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from svcnet.proxy.apply.iptables import IPTables
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
+from svcnet.proxy.ipnet import IPV4, IPV6, family_of_text
 from svcnet.proxy.metrics import ProxyMetrics
 from svcnet.proxy.proxier import IptablesProxier, cleanup_iptables
 from svcnet.proxy.runner import BoundedFrequencyRunner
@@ -69,28 +71,46 @@ def local_addresses() -> list[str]:
     return [a["local"] for link in links for a in link.get("addr_info", []) if a.get("local")]
 
 
+def daemon_families(node: NodeConfig) -> list[str]:
+    """The IP families to proxy: both when --node-ip names one of each (a dual-stack node, as
+    upstream's meta-proxier), else the --ip-family one."""
+    families = {fam for fam in (family_of_text(ip) for ip in node.node_ips) if fam}
+    if families == {IPV4, IPV6}:
+        primary = family_of_text(node.node_ips[0])
+        return [primary, IPV6 if primary == IPV4 else IPV4]
+    return [node.family]
+
+
 class ProxyDaemon:
     def __init__(self, opts: DaemonOptions, ipt: IPTables | None = None,
                  conntrack: Conntrack | None = None) -> None:
-        """ipt/conntrack: injected in tests; by default the node's iptables and conntrack."""
+        """ipt/conntrack: injected in tests (single family); by default the node's tools."""
         self.opts = opts
-        node = opts.node
-        if node.nodeport_addresses:
-            node.local_addresses = local_addresses()
-        if ipt is None:
-            ipt = IPTables(ipv6=node.is_ipv6)
-            node.random_fully = ipt.has_random_fully()
-        self.ipt = ipt
+        if opts.node.nodeport_addresses:
+            opts.node.local_addresses = local_addresses()
         self.metrics = ProxyMetrics()
         self.health = ProxierHealth(2 * opts.sync_period)
         self.service_health = ServiceHealthServers(self.health)
-        self.proxier = IptablesProxier(node, self.ipt, self.metrics, self.health, self.service_health,
-                                       conntrack or Conntrack(ipv6=node.is_ipv6),
-                                       sync_period=opts.sync_period)
-        # iptables mode: event-driven syncs; the canary monitor (every sync period) catches
-        # flushes. maxInterval is upstream's arbitrary hour.
-        self.runner = BoundedFrequencyRunner("sync-runner", self.proxier.sync, opts.min_sync_period, 3600.0)
-        self.proxier.retry = self.runner.retry_after
+        self.proxiers: list[IptablesProxier] = []
+        self.runners: list[BoundedFrequencyRunner] = []
+        for i, family in enumerate(daemon_families(opts.node)):
+            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6)
+            if ipt is None:
+                node.random_fully = fam_ipt.has_random_fully()
+            proxier = IptablesProxier(node, fam_ipt, self.metrics, self.health,
+                                      # health-check node ports are served once, by the primary family
+                                      self.service_health if i == 0 else None,
+                                      conntrack or Conntrack(ipv6=node.is_ipv6), sync_period=opts.sync_period)
+            # iptables mode: event-driven syncs; the canary monitor (every sync period) catches
+            # flushes. maxInterval is upstream's arbitrary hour.
+            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
+                                            3600.0)
+            proxier.retry = runner.retry_after
+            self.proxiers.append(proxier)
+            self.runners.append(runner)
+        self.proxier = self.proxiers[0]
+        self.ipt = self.proxier.ipt
         self.source = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -100,17 +120,20 @@ class ProxyDaemon:
 
     def _changed(self) -> None:
         self.health.queued_update()
-        self.metrics.last_queued_timestamp.labels(self.proxier.family_label).set_to_current_time()
-        if self.proxier.state.initialized:
-            self.runner.run()
+        for proxier, runner in zip(self.proxiers, self.runners, strict=True):
+            self.metrics.last_queued_timestamp.labels(proxier.family_label).set_to_current_time()
+            if proxier.state.initialized:
+                runner.run()
 
     def _on_service(self, obj: dict, deleted: bool = False) -> None:
-        self.proxier.state.on_service(obj, deleted=deleted or _ignored(obj))
+        for proxier in self.proxiers:
+            proxier.state.on_service(obj, deleted=deleted or _ignored(obj))
         self.metrics.service_changes.inc()
         self._changed()
 
     def _on_slice(self, obj: dict, deleted: bool = False) -> None:
-        self.proxier.state.on_endpoint_slice(obj, deleted=deleted or _ignored(obj))
+        for proxier in self.proxiers:
+            proxier.state.on_endpoint_slice(obj, deleted=deleted or _ignored(obj))
         self.metrics.endpoint_changes.inc()
         self._changed()
 
@@ -119,8 +142,9 @@ class ProxyDaemon:
             return
         meta = obj.get("metadata") or {}
         self.health.node_eligible = not deleted and not meta.get("deletionTimestamp")
-        self.proxier.state.on_node(obj, deleted=deleted)
-        if self.proxier.state.has_changes:
+        for proxier in self.proxiers:
+            proxier.state.on_node(obj, deleted=deleted)
+        if any(p.state.has_changes for p in self.proxiers):
             self._changed()
 
     def _make_source(self):
@@ -160,12 +184,14 @@ class ProxyDaemon:
         interval = max(self.opts.sync_period, CANARY_CHECK_MIN)
         while True:
             await asyncio.sleep(interval)
-            present = await asyncio.to_thread(self.proxier.canary_present)
-            if not present:
-                log.warning("iptables canary chain is gone (tables flushed?): forcing a full resync")
-                await asyncio.to_thread(self.proxier.ensure_canary)
-                self.proxier.force_full_sync()
-                self.runner.run()
+            for proxier, runner in zip(self.proxiers, self.runners, strict=True):
+                if await asyncio.to_thread(proxier.canary_present):
+                    continue
+                log.warning("%s canary chain is gone (tables flushed?): forcing a full resync",
+                            proxier.ipt.iptables)
+                await asyncio.to_thread(proxier.ensure_canary)
+                proxier.force_full_sync()
+                runner.run()
 
     async def _file_poll_loop(self) -> None:
         def stamp() -> tuple:
@@ -199,8 +225,9 @@ class ProxyDaemon:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
-        await asyncio.to_thread(self.proxier.set_route_localnet)
-        await asyncio.to_thread(self.proxier.ensure_canary)
+        for proxier in self.proxiers:
+            await asyncio.to_thread(proxier.set_route_localnet)
+            await asyncio.to_thread(proxier.ensure_canary)
         await self._serve(self.health.app(), self.opts.healthz_bind_address)
         if self.opts.metrics_bind_address:
             await self._serve(self._metrics_app(), self.opts.metrics_bind_address)
@@ -218,10 +245,10 @@ class ProxyDaemon:
             log.error("%s", e)
             return 2
         await src.wait_synced()
-        state = self.proxier.state
-        state.services_synced = state.slices_synced = True
-        self.runner.start()
-        self.runner.run()
+        for proxier, runner in zip(self.proxiers, self.runners, strict=True):
+            proxier.state.services_synced = proxier.state.slices_synced = True
+            runner.start()
+            runner.run()
         self._tasks.append(loop.create_task(self._canary_loop()))
         if self.opts.files:
             self._tasks.append(loop.create_task(self._file_poll_loop()))
@@ -229,7 +256,8 @@ class ProxyDaemon:
         log.info("stopping; iptables rules are left in place")
         for t in self._tasks:
             t.cancel()
-        await self.runner.stop()
+        for runner in self.runners:
+            await runner.stop()
         await src.stop()
         await self.service_health.close()
         for r in self._sites:
