@@ -12,6 +12,7 @@ COMMAND_MODULES: list[str] = [
     "svcnet.cli.proxy",
     "svcnet.cli.trace",
     "svcnet.cli.dns",
+    "svcnet.cli.node",
     "svcnet.cli.controllers",
 ]
 

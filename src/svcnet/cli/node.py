@@ -1,0 +1,97 @@
+"""`svcnet node`: the node agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("node")(node)
+
+
+def node(
+    node_name: Annotated[str, typer.Option("--node-name", help="This node's name.")],
+    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", help="API server kubeconfig.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Agent state (IPAM, pods); default ./svcnet-data/node-NAME.")
+    ] = None,
+    pod_cidr: Annotated[
+        str | None, typer.Option("--pod-cidr", help="Pod range when the Node has no spec.podCIDR.")
+    ] = None,
+    bridge: Annotated[str, typer.Option("--bridge", help="The node's pod bridge.")] = "cbr0",
+    netns_name: Annotated[
+        str | None,
+        typer.Option(
+            "--netns",
+            help="The node's network namespace (pods attach to its bridge); default: the agent's own.",
+        ),
+    ] = None,
+    netns_prefix: Annotated[
+        str | None, typer.Option("--netns-prefix", help="Prefix of pod namespace names.")
+    ] = None,
+    node_ip: Annotated[
+        str | None, typer.Option("--node-ip", help="InternalIP to report (default: first global IPv4).")
+    ] = None,
+    cluster_dns: Annotated[
+        list[str] | None, typer.Option("--cluster-dns", help="Nameserver for pods (repeatable).")
+    ] = None,
+    cluster_domain: Annotated[str, typer.Option("--cluster-domain")] = "cluster.local",
+    node_labels: Annotated[
+        list[str] | None, typer.Option("--node-label", help="KEY=VALUE (repeatable).")
+    ] = None,
+    cleanup_on_exit: Annotated[
+        bool, typer.Option(help="Stop pods and remove their namespaces on exit.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the node agent: register the Node and run the pods bound to it in network namespaces."""
+    from svcnet.node.agent import AgentConfig, NodeAgent
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    labels = {}
+    for item in node_labels or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--node-label")
+        labels[key] = value
+    cfg = AgentConfig(
+        kubeconfig=kubeconfig,
+        node_name=node_name,
+        data_dir=data_dir or Path("./svcnet-data") / f"node-{node_name}",
+        node_ip=node_ip or "",
+        pod_cidr=pod_cidr,
+        bridge=bridge,
+        netns=netns_name,
+        netns_prefix=netns_prefix or "",
+        cluster_dns=cluster_dns or [],
+        cluster_domain=cluster_domain,
+        labels=labels,
+        cleanup_on_exit=cleanup_on_exit,
+    )
+    if netns_name:
+        from svcnet.node import netns
+
+        if not netns.exists(netns_name):
+            print(f"svcnet node: network namespace {netns_name!r} does not exist", file=sys.stderr)
+            raise typer.Exit(2)
+
+    async def main() -> None:
+        agent = NodeAgent(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, agent.stop)
+        await agent.run()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

@@ -1,0 +1,158 @@
+"""Container processes: start one (through the shim, inside the pod's network and UTS
+namespaces, in a session of its own), wait for it (as its parent, or by polling when it was
+adopted after an agent restart), and stop it (SIGTERM, the grace period, SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SRC_DIR = str(Path(__file__).resolve().parents[2])
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): with the
+    PID it identifies a process across an agent restart even if the PID was reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, ticks: int | None) -> bool:
+    now = start_ticks(pid)
+    if now is None or (ticks is not None and now != ticks):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def find_executable(argv0: str, env: dict[str, str], cwd: str) -> str | None:
+    if "/" in argv0:
+        path = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+        return path if os.access(path, os.X_OK) and not os.path.isdir(path) else None
+    return shutil.which(argv0, path=env.get("PATH") or os.defpath)
+
+
+@dataclass
+class Exit:
+    code: int
+    signal: int
+    message: str
+    finished_at: float
+
+
+@dataclass
+class Process:
+    """A running container: the shim's PID (also its process group and session)."""
+
+    pid: int
+    ticks: int | None
+    status_file: Path
+    child: asyncio.subprocess.Process | None = None  # None when adopted
+
+    async def wait(self, poll: float = 0.25) -> Exit:
+        if self.child is not None:
+            rc = await self.child.wait()
+        else:
+            while alive(self.pid, self.ticks):
+                await asyncio.sleep(poll)
+            rc = None
+        return self._exit(rc)
+
+    def _exit(self, rc: int | None) -> Exit:
+        try:
+            data = json.loads(self.status_file.read_text())
+            return Exit(
+                int(data["exitCode"]),
+                int(data.get("signal") or 0),
+                str(data.get("message") or ""),
+                float(data.get("finishedAt") or time.time()),
+            )
+        except (OSError, ValueError, KeyError):
+            pass
+        if rc is None:
+            # Adopted and gone without a status file: the shim itself was killed.
+            return Exit(137, signal.SIGKILL, "", time.time())
+        if rc < 0:
+            return Exit(128 - rc, -rc, "", time.time())
+        return Exit(rc, 0, "", time.time())
+
+    def signal(self, sig: int, group: bool = False) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
+
+    async def stop(self, grace: float) -> Exit:
+        """SIGTERM, up to GRACE seconds, then SIGKILL to the whole process group."""
+        waiter = asyncio.ensure_future(self.wait(poll=0.05))
+        self.signal(signal.SIGTERM)
+        try:
+            done = await asyncio.wait_for(asyncio.shield(waiter), max(grace, 0.0)) if grace > 0 else None
+        except TimeoutError:
+            done = None
+        if done is None:
+            self.signal(signal.SIGKILL, group=True)
+            done = await waiter
+        # Whatever the container left behind in its group goes too.
+        self.signal(signal.SIGKILL, group=True)
+        return done
+
+
+async def spawn(
+    pod_netns: str,
+    hostname: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    status_file: Path,
+    log_file: Path,
+) -> Process:
+    status_file.unlink(missing_ok=True)
+    shim_env = dict(env)
+    shim_env["PYTHONPATH"] = SRC_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [
+        "ip",
+        "netns",
+        "exec",
+        pod_netns,
+        "unshare",
+        "--uts",
+        sys.executable,
+        "-m",
+        "svcnet.node.shim",
+        "--hostname",
+        hostname,
+        str(status_file),
+        "--",
+        *argv,
+    ]
+    with open(log_file, "ab") as log:
+        child = await asyncio.create_subprocess_exec(
+            *cmd,
+            env=shim_env,
+            cwd=cwd if os.path.isdir(cwd) else "/",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    return Process(child.pid, start_ticks(child.pid), status_file, child)
