@@ -121,6 +121,7 @@ def main() -> None:
               f"{full.nat_rules:>9} {apply_s:>8.3f} {ratio:>12.2f}")
         if partial_line:
             print(partial_line)
+        del services, slices, state, full  # keep only one size's data alive at a time
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {rss_mb:.0f} MB")
 

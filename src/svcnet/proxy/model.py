@@ -43,7 +43,7 @@ class ServicePortName:
         return f"{base}:{self.port}" if self.port else base
 
 
-@dataclass(eq=True)
+@dataclass(eq=True, slots=True)
 class ServicePortInfo:
     name: ServicePortName
     cluster_ip: str
@@ -78,7 +78,7 @@ class ServicePortInfo:
         return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
 
 
-@dataclass(eq=True)
+@dataclass(eq=True, slots=True)
 class EndpointInfo:
     ip: str
     port: int
