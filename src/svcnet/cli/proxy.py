@@ -170,4 +170,5 @@ def render_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    __import__("svcnet.proxy.userspace.cli", fromlist=["attach"]).attach(proxy_app)  # `proxy userspace`
     app.add_typer(proxy_app, name="proxy")

@@ -1,0 +1,135 @@
+"""REDIRECT rules that send service traffic to the proxy's listeners when service addresses
+are not local (upstream's old user-space mode: KUBE-PORTALS-CONTAINER from PREROUTING for
+traffic arriving at the node, KUBE-PORTALS-HOST from OUTPUT for traffic the node sends).
+
+Rendering is pure (entries -> iptables-restore text or `nft -f` text); applying is the thin
+`Redirector` step. iptables: the two chains are declared in the restore input, which replaces
+their content atomically (--noflush keeps every other chain), and jump rules are ensured once.
+nftables: one table of our own, deleted and re-created in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+log = logging.getLogger("svcnet.proxy.userspace")
+
+CONTAINER_CHAIN = "KUBE-PORTALS-CONTAINER"
+HOST_CHAIN = "KUBE-PORTALS-HOST"
+NFT_TABLE = "svcnet-userspace"
+_JUMPS = (("PREROUTING", CONTAINER_CHAIN, "handle ClusterIPs; NOTE: this must be before the NodePort rules"),
+          ("OUTPUT", HOST_CHAIN, "handle ClusterIPs; NOTE: this must be before the NodePort rules"))
+
+
+@dataclass(frozen=True, order=True)
+class RedirectEntry:
+    """Traffic to ip:port/protocol goes to the local listener on proxy_port."""
+
+    ip: str
+    port: int
+    protocol: str  # "tcp" | "udp"
+    proxy_port: int
+    comment: str = ""
+
+
+def _family_ok(entry: RedirectEntry, ipv6: bool) -> bool:
+    return (":" in entry.ip) == ipv6
+
+
+def render_iptables(entries: list[RedirectEntry], ipv6: bool = False) -> str:
+    mask = "/128" if ipv6 else "/32"
+    lines = ["*nat", f":{CONTAINER_CHAIN} - [0:0]", f":{HOST_CHAIN} - [0:0]"]
+    for chain in (CONTAINER_CHAIN, HOST_CHAIN):
+        for e in sorted(entries):
+            if not _family_ok(e, ipv6):
+                continue
+            comment = f'-m comment --comment "{e.comment}" ' if e.comment else ""
+            lines.append(f"-A {chain} {comment}-p {e.protocol} -m {e.protocol} -d {e.ip}{mask} "
+                         f"--dport {e.port} -j REDIRECT --to-ports {e.proxy_port}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def render_nft(entries: list[RedirectEntry], ipv6: bool = False) -> str:
+    family = "ip6" if ipv6 else "ip"
+    rules = []
+    for e in sorted(entries):
+        if not _family_ok(e, ipv6):
+            continue
+        comment = f' comment "{e.comment}"' if e.comment else ""
+        rules.append(f"\t\t{family} daddr {e.ip} {e.protocol} dport {e.port} "
+                     f"redirect to :{e.proxy_port}{comment}")
+    body = "\n".join(rules)
+    chains = []
+    for name, hook in (("prerouting", "prerouting"), ("output", "output")):
+        chains.append(f"\tchain {name} {{\n\t\ttype nat hook {hook} priority dstnat; policy accept;\n"
+                      f"{body}\n\t}}" if body else
+                      f"\tchain {name} {{\n\t\ttype nat hook {hook} priority dstnat; policy accept;\n\t}}")
+    table = f"table {family} {NFT_TABLE} {{\n" + "\n".join(chains) + "\n}\n"
+    # add + delete + define: replaces the table in one transaction whether it existed or not
+    return f"add table {family} {NFT_TABLE}\ndelete table {family} {NFT_TABLE}\n{table}"
+
+
+def nft_works() -> bool:
+    if shutil.which("nft") is None:
+        return False
+    res = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
+    return res.returncode == 0
+
+
+class Redirector:
+    """Applies the rendered rules; `backend` is "iptables" or "nftables"."""
+
+    def __init__(self, backend: str, ipv6: bool = False) -> None:
+        self.backend = backend
+        self.ipv6 = ipv6
+        self.last_text: str | None = None
+        self._ipt = None
+        if backend == "iptables":
+            from svcnet.proxy.apply.iptables import IPTables
+
+            self._ipt = IPTables(ipv6=ipv6)
+
+    def render(self, entries: list[RedirectEntry]) -> str:
+        render = render_iptables if self.backend == "iptables" else render_nft
+        return render(entries, self.ipv6)
+
+    def apply(self, entries: list[RedirectEntry]) -> bool:
+        """Install the rules (skipped when unchanged); False after logging a failure."""
+        text = self.render(entries)
+        if text == self.last_text:
+            return True
+        try:
+            if self._ipt is not None:
+                self._ipt.restore_all(text)
+                for src, chain, comment in _JUMPS:
+                    self._ipt.ensure_rule("nat", src, ["-m", "comment", "--comment", comment, "-j", chain])
+            else:
+                res = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True,
+                                     check=False)
+                if res.returncode != 0:
+                    raise RuntimeError(f"nft -f failed: {res.stderr.strip()}")
+        except Exception as e:
+            log.error("installing REDIRECT rules failed: %s", e)
+            self.last_text = None
+            return False
+        self.last_text = text
+        return True
+
+    def cleanup(self) -> None:
+        """Remove our rules (listeners die with the process: leaving rules would black-hole)."""
+        try:
+            if self._ipt is not None:
+                for src, chain, comment in _JUMPS:
+                    self._ipt.delete_rule("nat", src, ["-m", "comment", "--comment", comment, "-j", chain])
+                    self._ipt.flush_and_delete_chain("nat", chain)
+            else:
+                family = "ip6" if self.ipv6 else "ip"
+                subprocess.run(["nft", "delete", "table", family, NFT_TABLE], capture_output=True,
+                               check=False)
+        except Exception as e:
+            log.error("removing REDIRECT rules failed: %s", e)
+        self.last_text = None
