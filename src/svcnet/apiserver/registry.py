@@ -260,14 +260,27 @@ class Registry:
         name = obj["metadata"].get("name") or ""
         key = resource.key(obj["metadata"].get("namespace"), name)
 
+        validated = False
+
         def validate(planned: dict[str, Any]) -> None:
+            nonlocal validated
+            validated = True
             errs = self._baseline_name_errors(planned["metadata"]) + hooks.validate_create(planned)
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
 
+        def invalid_spec(exc: StatusError) -> StatusError:
+            # A value the allocator refuses may be invalid in itself (a port of 70000): then
+            # the validation error is the clearer answer.
+            errs = hooks.validate_create(obj)
+            return _invalid(resource, name, _dedupe(errs)) if errs and exc.code == 422 else exc
+
         if dry_run:  # show what would be allocated, claim nothing
             planned = deep_copy(obj)
-            allocator.abort(allocator.plan(planned, None))
+            try:
+                allocator.abort(allocator.plan(planned, None))
+            except StatusError as exc:
+                raise invalid_spec(exc) from None
             validate(planned)
             return planned
 
@@ -281,7 +294,12 @@ class Registry:
                     raise KeyExistsError(key) from None
                 raise
 
-        planned, revision = await allocate_and_write(allocator, obj, None, write)
+        try:
+            planned, revision = await allocate_and_write(allocator, obj, None, write)
+        except StatusError as exc:
+            if not validated:
+                raise invalid_spec(exc) from None
+            raise
         assert planned is not None
         planned["metadata"]["resourceVersion"] = str(revision)
         return planned
@@ -301,15 +319,26 @@ class Registry:
         assert allocator is not None
         name = old["metadata"]["name"]
 
+        validated = False
+
         def check(planned: dict[str, Any]) -> bool:
+            nonlocal validated
+            validated = True
             errs = validate(planned)
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
             return without_rv(planned) == without_rv(old)
 
+        def invalid_spec(exc: StatusError) -> StatusError:
+            errs = [] if validated or exc.code != 422 else validate(obj)
+            return _invalid(resource, name, _dedupe(errs)) if errs else exc
+
         if dry_run:
             planned = deep_copy(obj)
-            allocator.abort(allocator.plan(planned, old))
+            try:
+                allocator.abort(allocator.plan(planned, old))
+            except StatusError as exc:
+                raise invalid_spec(exc) from None
             if check(planned):
                 return old
             planned["metadata"]["resourceVersion"] = str(kv.mod_revision)
@@ -324,7 +353,10 @@ class Registry:
                 return kv.mod_revision  # a no-op update writes nothing
             return await self.store.txn([Put(kv.key, encode_for_store(planned), kv.mod_revision), *ops])
 
-        planned, revision = await allocate_and_write(allocator, obj, old, write)
+        try:
+            planned, revision = await allocate_and_write(allocator, obj, old, write)
+        except StatusError as exc:
+            raise invalid_spec(exc) from None
         assert planned is not None
         if unchanged:
             return old
