@@ -63,3 +63,11 @@ def test_bad_node_flags_are_rejected() -> None:
     assert res.exit_code == 2 and "is not a CIDR" in res.stderr
     res = invoke("proxy", "--mode", "iptables", "-f", str(GOLDEN / "three.yaml"))
     assert res.exit_code == 2 and "--node-name is required" in res.stderr
+
+
+def test_render_reads_the_node_zone_from_a_node_object_in_the_files() -> None:
+    fixture = str(GOLDEN / "topology.yaml")  # holds Node test-node in zone "za"
+    in_zone = invoke("proxy", "render", "-f", fixture, "--node-name", "test-node").stdout
+    assert "10.180.7.1:80" in in_zone and "10.180.7.2:80" not in in_zone
+    unknown_node = invoke("proxy", "render", "-f", fixture, "--node-name", "elsewhere").stdout
+    assert "10.180.7.2:80" in unknown_node  # no zone label: hints are ignored
