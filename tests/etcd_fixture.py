@@ -8,6 +8,7 @@ their own three members. Short heartbeat and election timeouts keep failover tes
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -169,3 +170,25 @@ def shared_etcd() -> EtcdCluster:
         _shared = EtcdCluster.start(1)
         atexit.register(_shared.stop)
     return _shared
+
+
+def leader(cluster: EtcdCluster) -> EtcdMember:
+    """The member that is the raft leader now (asked of each running member)."""
+    deadline = time.monotonic() + 10
+    while True:
+        for member in cluster.members:
+            if not member.running():
+                continue
+            try:
+                req = urllib.request.Request(
+                    f"http://{member.endpoint}/v3/maintenance/status", data=b"{}", method="POST"
+                )
+                with urllib.request.urlopen(req, timeout=1) as resp:
+                    status = json.loads(resp.read())
+            except OSError:
+                continue
+            if status.get("leader") and status["leader"] == status.get("header", {}).get("member_id"):
+                return member
+        if time.monotonic() > deadline:
+            raise RuntimeError("no etcd leader")
+        time.sleep(0.05)

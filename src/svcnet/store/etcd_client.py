@@ -140,7 +140,8 @@ class EtcdClient:
                 self._rotate(index)
                 if write:
                     raise UnavailableError(
-                        f"etcd write outcome unknown ({last_problem}); retry the request"
+                        f"etcd did not confirm the write ({last_problem}); it may or may not have "
+                        "been applied: read it back or retry"
                     ) from exc
             else:
                 reply = _decode(raw, url)
