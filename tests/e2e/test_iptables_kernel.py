@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+from svcnet.proxy.iptables import endpoint_chain_name
+
 if TYPE_CHECKING:
     from conftest import NetnsLab
 
@@ -171,9 +173,12 @@ def test_session_affinity_is_sticky(cluster: Cluster) -> None:
 def test_removed_endpoint_gets_no_new_connections(cluster: Cluster) -> None:
     lab = cluster.lab
     assert set(names(lab.tcp(lab.pods["pc"].netns, SVC["removal"], 80, count=30))) == {"e1", "e2"}
+    stale = endpoint_chain_name("default/removal:p", "tcp", "10.244.0.12:8080")
+    assert f":{stale} " in cluster.nat()
     cluster.slices["removal"] = slice_("removal", ["10.244.0.11"])
     cluster.write()
     cluster.wait_nat(lambda t: t.count('"default/removal:p -> ') == 1, "sync after endpoint removal")
+    assert stale not in cluster.nat()  # the partial sync deleted the stale endpoint chain
     replies = lab.tcp(lab.pods["pc"].netns, SVC["removal"], 80, count=30)
     assert set(names(replies)) == {"e1"}, replies
 
