@@ -65,9 +65,9 @@ def render_nft(entries: list[RedirectEntry], ipv6: bool = False) -> str:
     body = "\n".join(rules)
     chains = []
     for name, hook in (("prerouting", "prerouting"), ("output", "output")):
-        chains.append(f"\tchain {name} {{\n\t\ttype nat hook {hook} priority dstnat; policy accept;\n"
+        chains.append(f"\tchain {name} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n"
                       f"{body}\n\t}}" if body else
-                      f"\tchain {name} {{\n\t\ttype nat hook {hook} priority dstnat; policy accept;\n\t}}")
+                      f"\tchain {name} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n\t}}")
     table = f"table {family} {NFT_TABLE} {{\n" + "\n".join(chains) + "\n}\n"
     # add + delete + define: replaces the table in one transaction whether it existed or not
     return f"add table {family} {NFT_TABLE}\ndelete table {family} {NFT_TABLE}\n{table}"
