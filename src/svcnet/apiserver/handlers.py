@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from svcnet.api import apply as applylib
 from svcnet.api import errors
 from svcnet.api import patch as patchlib
 from svcnet.api.errors import StatusError
@@ -38,13 +39,46 @@ FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
 def unsupported_patch_type() -> StatusError:
-    # The accepted list names only what svcnet serves (server-side apply is not served yet).
     return StatusError(
         415,
         "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: "
-        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, "
+        "application/apply-patch+yaml",
     )
+
+
+def patch_options_invalid(error: errors.FieldError) -> StatusError:
+    return StatusError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {error.message()}',
+        {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [error.cause()]},
+    )
+
+
+def field_manager(request: web.Request) -> str:
+    """The manager an update is recorded under: ``fieldManager``, else upstream's fallback
+    from the User-Agent."""
+    agent = request.headers.get("User-Agent", "")
+    return request.query.get("fieldManager") or applylib.default_manager(agent)
+
+
+def record_update(
+    request: web.Request,
+    res: Resource,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    sub: str | None,
+) -> None:
+    """managedFields for a create/update/patch (see api/apply.py); compared after defaulting,
+    as upstream compares the decoded (defaulted) objects."""
+    if sub not in (None, "status"):
+        return
+    defaulted = orjson.loads(orjson.dumps(new))
+    with contextlib.suppress(Exception):  # a body that cannot be defaulted fails later, in the registry
+        hooks.apply_defaults(defaulted)
+    applylib.record_update(old, new, defaulted, field_manager(request), res.api_version, res.kind, sub)
 
 
 def _warning_header(text: str) -> str:
@@ -283,6 +317,7 @@ class ResourceHandlers:
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
             obj = ctx.decode_fields(res.api_version, res.kind, obj, dups, res.version, raw)
+            record_update(request, res, None, obj, None)
             created = await self.registry.create(res, ns, obj, dry_run=ctx.dry_run)
         return ctx.respond(created, 201)
 
@@ -301,6 +336,11 @@ class ResourceHandlers:
         with decoding_guard(res, obj):
             self.registry.check_type(res, obj)
             obj = ctx.decode_fields(res.api_version, res.kind, obj, dups, res.version, raw)
+            try:
+                old: dict[str, Any] | None = await self.registry.get(res, ns, name)
+            except StatusError:
+                old = None
+            record_update(request, res, old, obj, sub)
             result, created = await self.registry.update(
                 res, ns, name, obj, subresource=sub, dry_run=ctx.dry_run
             )
@@ -311,8 +351,12 @@ class ResourceHandlers:
     ) -> web.Response:
         ctx = RequestContext(request, "PatchOptions")
         content_type = codec.media_type(request)
-        if content_type in APPLY_PATCH_TYPES or content_type not in PATCH_TYPES:
+        if content_type == APPLY_PATCH_TYPES[0]:
+            return await self.server_side_apply(request, ctx, res, ns, name, sub)
+        if content_type not in PATCH_TYPES:
             raise unsupported_patch_type()
+        if "force" in request.query:
+            raise patch_options_invalid(errors.forbidden("force", "may not be specified for non-apply patch"))
         body = await codec.read_body(request, self.options.max_body_bytes)
         try:
             patch_doc, dups = codec.decode_json(body)
@@ -333,11 +377,69 @@ class ResourceHandlers:
             ctx.warnings.clear()  # a retried patch reports the warnings of its last attempt
             return ctx.decode_fields(api_version, kind, patched, dups, decode_version)
 
+        def apply_and_record(doc: dict[str, Any]) -> dict[str, Any]:
+            before = orjson.loads(orjson.dumps(doc)) if sub != "scale" else None
+            patched = apply(doc)
+            if before is not None and isinstance(patched, dict):
+                record_update(request, res, before, patched, sub)
+            return patched
+
         with decoding_guard(res, patch_doc):
             result = await self.registry.patch(
-                res, ns, name, apply, subresource=sub, dry_run=ctx.dry_run, decode=decode_patched
+                res, ns, name, apply_and_record, subresource=sub, dry_run=ctx.dry_run, decode=decode_patched
             )
         return ctx.respond(result)
+
+    async def server_side_apply(
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        sub: str | None,
+    ) -> web.Response:
+        """PATCH with application/apply-patch+yaml: merge by field ownership (api/apply.py);
+        creates the object when it does not exist, as upstream does for apply."""
+        manager = request.query.get("fieldManager") or ""
+        if not manager:
+            raise patch_options_invalid(errors.required("fieldManager", "is required for apply patch"))
+        force = query_bool(request.query, "force")
+        if sub not in (None, "status"):
+            raise unsupported_patch_type()
+        body = await codec.read_body(request, self.options.max_body_bytes)
+        applied, dups = codec.decode_object(body, "application/yaml", res.kind)
+        with decoding_guard(res, applied):
+            self.registry.check_type(res, applied)
+            applied = ctx.decode_fields(res.api_version, res.kind, applied, dups, res.version)
+
+            def merge(live: dict[str, Any] | None) -> dict[str, Any]:
+                return applylib.apply(
+                    live, applied, manager, res.api_version, res.kind, force=force,
+                    resource=res.plural, group=res.group, subresource=sub,
+                )
+
+            for _ in range(2):
+                try:
+                    result = await self.registry.patch(
+                        res, ns, name, merge, subresource=sub, dry_run=ctx.dry_run
+                    )
+                    return ctx.respond(result)
+                except StatusError as exc:
+                    if exc.code != 404 or sub is not None or exc.reason != "NotFound":
+                        raise
+                fresh = merge(None)
+                md = fresh.setdefault("metadata", {})
+                md.setdefault("name", name)
+                if ns is not None:
+                    md.setdefault("namespace", ns)
+                try:
+                    created = await self.registry.create(res, ns, fresh, dry_run=ctx.dry_run)
+                    return ctx.respond(created, 201)
+                except StatusError as exc:
+                    if exc.reason != "AlreadyExists":
+                        raise  # else: created meanwhile, apply to it on the next round
+        raise errors.conflict(res.plural, name, res.group)
 
     async def _delete_options(self, request: web.Request) -> tuple[DeleteOptions, bool]:
         query = request.query
