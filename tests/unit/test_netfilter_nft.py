@@ -301,8 +301,9 @@ def test_large_rule_sets_are_read_lazily_with_the_same_answers():
 
     text = big_transaction()
     lazy = parse_nft(text)
-    assert any(isinstance(r, LazyNftRule) for r in lazy.tables["ip t"].chains["svc-7"].rules)
-    assert lazy.tables["ip t"].sets["service-ips"].pending  # elements not read yet
+    table = lazy.tables["ip t"]
+    assert not table.sets["service-ips"].exact  # elements not read yet
+    assert all(isinstance(r, LazyNftRule) for r in lazy.rules_of(table, table.chains["svc-7"]))
     eager = parse_nft(text, lazy=False)
     assert (
         lazy.tables["ip t"].sets["service-ips"].size()
@@ -324,3 +325,12 @@ def test_large_malformed_rule_is_named_when_reached():
     with pytest.raises(RuleParseError) as info:
         trace_text("nftables", "\n".join(lines) + "\n", Packet("10.0.0.2", "172.30.0.6", 80), NODE)
     assert info.value.line_no == bad + 1 and "10.1.5.300" in str(info.value)
+
+
+def test_large_transaction_with_flush_is_read_in_order():
+    # flush/delete need the line-by-line reader: the answer must take the flush into account
+    text = big_transaction() + (
+        "flush chain ip t endpoint-5-2\nadd rule ip t endpoint-5-2 meta l4proto tcp dnat to 10.9.9.9:1\n"
+    )
+    r = trace_text("nftables", text, Packet("10.0.0.2", "172.30.0.6", 80), NODE)
+    assert r.endpoints == ["10.1.5.0:8080", "10.1.5.1:8080", "10.9.9.9:1", "10.1.5.3:8080"]

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from svcnet.netfilter.addr import Net, parse_addr, parse_net
 from svcnet.netfilter.errors import RuleParseError
+from svcnet.netfilter.iptables import LineIndex
 
 FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
 PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
@@ -108,8 +109,10 @@ class NftSet:
     pending: list[tuple[int, str]] = field(default_factory=list)
     loader: Callable[[NftSet], None] | None = None
 
+    unscanned: bool = False  # elements still to be located in the text (_FastTransaction)
+
     def load(self) -> None:
-        if self.pending and self.loader is not None:
+        if (self.pending or self.unscanned) and self.loader is not None:
             self.loader(self)
 
     def clear(self) -> None:
@@ -118,10 +121,11 @@ class NftSet:
         self.ranged.clear()
 
     def add(self, key: tuple, data: object) -> None:
-        if any(isinstance(k, tuple) and k and k[0] == "range" for k in key):
-            self.ranged.append((key, data))
-        else:
-            self.exact[key] = data
+        for part in key:
+            if part.__class__ is tuple and part[0] == "range":
+                self.ranged.append((key, data))
+                return
+        self.exact[key] = data
 
     def remove(self, key: tuple) -> None:
         self.exact.pop(key, None)
@@ -209,6 +213,15 @@ class NftTable:
 @dataclass
 class NftRuleset:
     tables: dict[str, NftTable] = field(default_factory=dict)  # "family name" -> table
+    # For a large transaction read by _FastTransaction: finds a chain's rules on first use.
+    rule_loader: Callable[[NftTable, NftChain], list[LazyNftRule]] | None = None
+    loaded: set[int] = field(default_factory=set)
+
+    def rules_of(self, table: NftTable, chain: NftChain) -> list[NftRule | LazyNftRule]:
+        if self.rule_loader is not None and id(chain) not in self.loaded:
+            self.loaded.add(id(chain))
+            chain.rules.extend(self.rule_loader(table, chain))
+        return chain.rules
 
     def base_chains(self, hook: str, version: int) -> list[tuple[NftTable, NftChain]]:
         """Base chains registered on `hook` for packets of IP `version`, in priority order."""
@@ -230,10 +243,14 @@ LAZY_MIN_LINES = 5000
 
 def parse_nft(text: str, lazy: bool | None = None) -> NftRuleset:
     """Parse an `nft -f` transaction or `nft list ruleset` output. RuleParseError names the line."""
+    if lazy is None:
+        lazy = text.count("\n") >= LAZY_MIN_LINES
+    if lazy:
+        fast = _FastTransaction(text).parse()
+        if fast is not None:
+            return fast
     parser = _Parser(text)
     ruleset = parser.parse()
-    if lazy is None:
-        lazy = len(parser.lines) >= LAZY_MIN_LINES
     if not lazy:
         for table in ruleset.tables.values():
             for chain in table.chains.values():
@@ -671,7 +688,8 @@ class _Parser:
         """Read the elements kept as text, in the order they were added."""
         pending, nset.pending = nset.pending, []
         for line_no, text in pending:
-            for item in _ITEM.findall(text):
+            items = _ITEM.findall(text) if ("," in text or '"' in text) else (text,)
+            for item in items:
                 item = item.strip()
                 if item and not self.fast_element(nset, item, line_no):
                     toks = [Tok(m.group(0), line_no) for m in _TOKEN.finditer(item)]
@@ -1190,6 +1208,178 @@ def _nat_target(text: str) -> tuple[str | None, int | None]:
     host = host.split("-")[0]
     parse_addr(host)
     return host, port
+
+
+class _SparseLines(dict):
+    """The lines of a large text that were looked at, by index, for error messages."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> str:
+        return self.get(index, "")
+
+
+class _ChainDict(dict):
+    """Chains of one table: those declared by a statement, plus `add chain F T NAME` lines
+    located (with one search over the text) the first time a rule names them."""
+
+    def __init__(self, finder: Callable[[str], NftChain | None]) -> None:
+        super().__init__()
+        self.finder = finder
+        self.absent: set[str] = set()
+
+    def _find(self, name: str) -> NftChain | None:
+        if name in self.absent:
+            return None
+        chain = self.finder(name)
+        if chain is None:
+            self.absent.add(name)
+        else:
+            dict.__setitem__(self, name, chain)
+        return chain
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or (isinstance(name, str) and self._find(name) is not None)
+
+    def get(self, name: str, default: NftChain | None = None) -> NftChain | None:  # type: ignore[override]
+        chain = dict.get(self, name)
+        if chain is None:
+            chain = self._find(name)
+        return default if chain is None else chain
+
+    def __getitem__(self, name: str) -> NftChain:
+        chain = self.get(name)
+        if chain is None:
+            raise KeyError(name)
+        return chain
+
+
+# Lines other than `add rule`, `add element` and `add chain` (found at C speed); chains
+# declared with a `{ type ... hook ... }` body are searched for separately.
+_OTHER_LINE = re.compile(r"\n(?!add rule |add element |add chain |[ \t]*(?:\n|$)|[ \t]*#)")
+_CHAIN_WITH_BODY = re.compile(r"\nadd chain [^\n{]*\{")
+
+
+class _FastTransaction:
+    """A large `nft -f` transaction read without walking its lines one by one: the few
+    statements that declare tables, sets, maps and base chains go through the token parser;
+    `add chain`, `add rule` and `add element` lines are located with one C-level search per
+    chain or set, when a packet needs them. Anything else (flush, delete, insert, `table {`
+    blocks) returns None, and the line-by-line parser reads the text instead."""
+
+    def __init__(self, text: str) -> None:
+        self.t = text
+        self.index = LineIndex(text)
+        self.parser = _Parser("")
+        self.parser.lines = _SparseLines(text.count("\n") + 1)  # type: ignore[assignment]
+
+    def line_at(self, pos: int) -> tuple[int, str]:
+        """(line number, text) of the line starting at offset `pos`."""
+        end = self.t.find("\n", pos)
+        text = self.t[pos : end if end >= 0 else len(self.t)]
+        no = self.index.line_of(pos)
+        self.parser.lines[no - 1] = text
+        return no, text
+
+    def parse(self) -> NftRuleset | None:
+        t = self.t
+        starts = [m.start() + 1 for m in _OTHER_LINE.finditer(t)]
+        starts += [m.start() + 1 for m in _CHAIN_WITH_BODY.finditer(t)]
+        first_end = t.find("\n")
+        first = "\n" + t[: first_end if first_end >= 0 else len(t)]
+        if _OTHER_LINE.match(first) or _CHAIN_WITH_BODY.match(first):
+            starts.append(0)
+        starts.sort()
+        if len(starts) > 5000:
+            return None
+        parser = self.parser
+        consumed = -1
+        for pos in starts:
+            if pos <= consumed:
+                continue  # a continuation line of the previous statement
+            no, line = self.line_at(pos)
+            words = line.split()
+            if words[:1] != ["add"] or words[1:2] == ["rule"]:
+                return None  # flush/delete/insert/`table {`, or a rule over several lines
+            # the statement runs on while its braces are open
+            lines_text = [line]
+            depth = _brace_delta(line)
+            end = pos + len(line)
+            while depth > 0:
+                if end >= len(t):
+                    raise RuleParseError(no, line, "`{` is never closed")
+                _, more = self.line_at(end + 1)
+                lines_text.append(more)
+                depth += _brace_delta(more)
+                end += 1 + len(more)
+            consumed = end
+            toks: list[Tok] = []
+            for k, text in enumerate(lines_text):
+                toks.extend(Tok(m.group(0), no + k) for m in _TOKEN.finditer(_strip_hash_comment(text)))
+                toks.append(Tok("\n", no + k))
+            parser.toks, parser.i = toks, 0
+            while True:
+                parser.skip_newlines()
+                if parser.peek() is None:
+                    break
+                parser.command()
+        ruleset = parser.ruleset
+        for table in ruleset.tables.values():
+            declared = table.chains
+            table.chains = _ChainDict(lambda name, table=table: self.find_chain(table, name))
+            dict.update(table.chains, declared)
+            for nset in table.sets.values():
+                nset.loader = lambda nset, table=table: self.load_elements(table, nset)
+                nset.unscanned = True
+        ruleset.rule_loader = self.load_rules
+        return ruleset
+
+    def find_chain(self, table: NftTable, name: str) -> NftChain | None:
+        needle = f"\nadd chain {table.family} {table.name} {name}"
+        pos = self.t.find(needle)
+        while pos >= 0:
+            after = pos + len(needle)
+            if after >= len(self.t) or self.t[after] in "\n \t":
+                no, _ = self.line_at(pos + 1)
+                return NftChain(name, line_no=no)
+            pos = self.t.find(needle, after)
+        return None
+
+    def load_rules(self, table: NftTable, chain: NftChain) -> list[LazyNftRule]:
+        prefix = f"add rule {table.family} {table.name} {chain.name} "
+        needle = "\n" + prefix
+        rules = []
+        pos = self.t.find(needle)
+        while pos >= 0:
+            no, line = self.line_at(pos + 1)
+            rules.append(LazyNftRule(self.parser, table, chain.name, no, line[len(prefix) :], line.strip()))
+            pos = self.t.find(needle, pos + 1 + len(line))
+        return rules
+
+    def load_elements(self, table: NftTable, nset: NftSet) -> None:
+        t = self.t
+        needle = f"\nadd element {table.family} {table.name} {nset.name} {{"
+        found = []
+        pos = t.find(needle)
+        no = self.index.line_of(pos + 1) if pos >= 0 else 0
+        last = pos
+        while pos >= 0:
+            no += t.count("\n", last, pos)  # counted as we go: one pass over the text
+            end = t.find("\n", pos + 1)
+            line = t[pos + 1 : end if end >= 0 else len(t)]
+            self.parser.lines[no - 1] = line
+            found.append((no, line[len(needle) - 1 :].rstrip()[:-1]))
+            last = pos
+            pos = t.find(needle, pos + 1 + len(line))
+        nset.loader = self.parser.load_set
+        nset.unscanned = False
+        nset.pending[:0] = found
+        self.parser.load_set(nset)
 
 
 @lru_cache(maxsize=4096)

@@ -58,7 +58,7 @@ class NftEngine:
         stack = (*g_stack, chain.name)
         results: list[Outcome] = []
         pending: list[tuple[int, Flow]] = [(0, flow)]
-        rules = chain.rules
+        rules = self.ruleset.rules_of(table, chain)
         while pending:
             index, f = pending.pop()
             while True:
@@ -181,7 +181,10 @@ class NftEngine:
             return [], [f]
         target = table.chains.get(verdict.target or "")
         if target is None:
-            raise TraceError(f"{kind} to missing chain {verdict.target} (line {rule.line_no})")
+            raise TraceError(
+                f"{kind} {verdict.target}: no such chain in table {table.key} "
+                f"(reached from line {rule.line_no}: {rule.text})"
+            )
         if target.name in stack:
             cycle = " -> ".join((*stack[stack.index(target.name) :], target.name))
             raise TraceError(f"jump cycle in table {table.key}: {cycle} (line {rule.line_no}: {rule.text})")
