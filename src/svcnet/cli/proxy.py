@@ -113,6 +113,8 @@ def proxy(
 
     if cleanup:
         raise typer.Exit(daemon.cleanup(mode))
+    if mode == "userspace":
+        _fail("the user-space proxy has its own options: run `svcnet proxy userspace --help`")
     if mode != "iptables":
         _fail(f"proxy mode {mode!r} is not implemented yet (available: iptables)")
     if bool(filename) == bool(kubeconfig):
