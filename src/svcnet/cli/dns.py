@@ -92,13 +92,18 @@ def dns_command(
         zones=zones, ttl=ttl, pods=pods, ignore_empty_service=ignore_empty_service,
         namespaces=frozenset(n.strip() for n in (namespaces or "").split(",") if n.strip()),
         local_ips=(local_ip,))
+    children: list[int] = []
     if workers > 1:
         if port == 0:
             _fail("--workers needs a fixed --listen port")
         for _ in range(workers - 1):
-            if os.fork() == 0:
+            pid = os.fork()
+            if pid == 0:
+                children.clear()
                 metrics_at = None  # only the first process serves HTTP
+                _die_with_parent()
                 break
+            children.append(pid)
     service = DnsService(zone_options, ServerOptions(host, port, tuple(upstreams), reuse_port=workers > 1),
                          metrics_at)
 
@@ -131,7 +136,27 @@ def dns_command(
             await stop_source()
 
     try:
-        import uvloop
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
+    finally:
+        for pid in children:  # the workers this process forked, by PID
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def _die_with_parent() -> None:
+    """A forked worker gets SIGTERM when the first process dies, whatever kills it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
