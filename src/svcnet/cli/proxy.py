@@ -171,6 +171,17 @@ def render_cmd(
     sys.stdout.write(text)
 
 
+def _attach_other_modes() -> None:
+    """Modes that bring their own subcommand (issue #8's `svcnet proxy userspace`)."""
+    if any(c.name == "userspace" for c in proxy_app.registered_commands):
+        return  # build() may run more than once in a process (tests)
+    try:
+        from svcnet.proxy.userspace.cli import attach
+    except ImportError:
+        return
+    attach(proxy_app)
+
+
 def register(app: typer.Typer) -> None:
-    __import__("svcnet.proxy.userspace.cli", fromlist=["attach"]).attach(proxy_app)  # `proxy userspace`
+    _attach_other_modes()
     app.add_typer(proxy_app, name="proxy")
