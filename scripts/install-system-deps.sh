@@ -9,6 +9,9 @@ have nft || need+=(nftables)
 have conntrack || need+=(conntrack)
 have ip || need+=(iproute2)
 have dig || need+=(dnsutils)
+# etcd for the etcd datastore and its tests (tests start their own members on free ports).
+[ -x /usr/bin/etcd ] || need+=(etcd-server)
+have etcdctl || need+=(etcd-client)
 have kubectl || echo "note: kubectl is not on this machine; kubectl tests will say so" >&2
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
