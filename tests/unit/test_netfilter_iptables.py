@@ -333,3 +333,12 @@ def test_exploding_random_branches_are_cut_off():
         body += f"-A L{i} -m statistic --mode random --probability 0.5 -j L{i + 1}\n-A L{i} -j L{i + 1}\n"
     with pytest.raises(TraceError, match="random branches"):
         run(body)
+
+
+def test_ipv6_loopback_and_addresses_keep_their_family():
+    from svcnet.netfilter.explain import summary
+
+    text = "*nat\n-A OUTPUT -d ::1/128 -p tcp --dport 3001 -j DNAT --to-destination [fd00:10::5]:80\nCOMMIT\n"
+    r = trace_text("iptables", text, Packet("::1", "::1", 3001), Node(["2001:db8::1"]))
+    assert r.endpoints == ["[fd00:10::5]:80"]
+    assert summary(r).startswith("::1 → [::1]:3001/tcp: DNAT to [fd00:10::5]:80")

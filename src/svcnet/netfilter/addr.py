@@ -40,7 +40,7 @@ def net_contains(net: Net, addr: Addr) -> bool:
 
 
 def format_addr(addr: Addr) -> str:
-    return str(ipaddress.ip_address(addr[1]) if addr[0] == 6 else ipaddress.IPv4Address(addr[1]))
+    return str(ipaddress.IPv6Address(addr[1]) if addr[0] == 6 else ipaddress.IPv4Address(addr[1]))
 
 
 def format_net(net: Net) -> str:
