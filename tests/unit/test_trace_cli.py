@@ -134,3 +134,22 @@ def test_bad_objects_file_is_named(app, tmp_path):
     res = run(app, ["-f", str(path), *NODE_FLAGS, "--src", "10.0.0.2", "--dst", "172.30.0.44:80"])
     assert res.exit_code == 2
     assert "bad.yaml" in res.stderr and "Traceback" not in res.output
+
+
+def test_text_is_coloured_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from svcnet.netfilter.api import Node, trace_text
+    from svcnet.netfilter.explain import render_text
+    from svcnet.netfilter.trace import Packet
+
+    dump = "*filter\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -d 172.30.0.46 -p tcp --dport 80 -j REJECT\n"
+    dump += "COMMIT\n"
+    result = trace_text("iptables", dump, Packet("10.0.0.2", "172.30.0.46", 80), Node([]))
+    out = io.StringIO()
+    render_text(result, Console(file=out, force_terminal=True, width=200))
+    text = out.getvalue()
+    assert "\x1b[" in text  # colours on a terminal
+    assert "10.0.0.2 → 172.30.0.46:80/tcp: rejected by filter KUBE-SERVICES" in text
