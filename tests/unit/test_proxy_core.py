@@ -294,3 +294,23 @@ def test_udp_conntrack_inputs() -> None:
     assert [(i.cluster_ip, ip) for i, ip in ch.deleted_udp_endpoints] == [("172.30.0.10", "10.0.0.1")]
     st.on_service(s, deleted=True)
     assert st.take_changes().deleted_udp_cluster_ips == {"172.30.0.10"}
+
+
+def test_nodeport_addresses_select_node_ips_and_zero_cidr_matches_all() -> None:
+    st = state_of([svc("ns", "np", "172.30.0.9", type="NodePort",
+                       ports=[{"name": "p80", "port": 80, "nodePort": 30009, "protocol": "TCP"}])],
+                  [eps("ns", "np", ep("10.0.0.9"))])
+    tail = '"kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
+
+    def tails(**kw) -> list[str]:
+        text = render(st.svc_port_map, st.endpoints_map, node_cfg(**kw)).text
+        return [line.split(tail, 1)[1].strip() for line in text.splitlines() if tail in line]
+
+    assert tails() == ["-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"]
+    assert tails(nodeport_addresses=["0.0.0.0/0"]) == ["-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"]
+    assert tails(nodeport_addresses=["192.168.0.0/16", "fd00::/8"]) == ["-d 192.168.0.2 -j KUBE-NODEPORTS"]
+    # loopback in the CIDRs keeps localhost NodePorts (and its per-IP rule) on IPv4
+    assert tails(nodeport_addresses=["127.0.0.0/8", "192.168.0.0/16"]) == [
+        "-d 192.168.0.2 -j KUBE-NODEPORTS", "-d 127.0.0.1 -j KUBE-NODEPORTS"]
+    assert tails(localhost_nodeports=False) == [
+        "-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS"]

@@ -171,3 +171,26 @@ async def test_proxier_healthz_semantics() -> None:
     assert not health.healthy()  # an update has waited longer than the timeout
     health.updated()
     assert health.healthy()
+
+
+async def test_network_programming_latency_from_trigger_annotation() -> None:
+    from datetime import UTC, datetime
+
+    px, _, metrics, _, _ = make_proxier()
+    px.state.replace_all([svc("a", "172.30.0.1")], [], [])
+    await px.sync()
+    sl = eps("a", "10.0.0.1")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sl["metadata"]["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": stamp}
+    px.state.on_endpoint_slice(sl)
+    await px.sync()
+    assert metric(metrics, "kubeproxy_network_programming_duration_seconds_count") == 1
+
+
+async def test_healthz_is_503_for_a_node_being_deleted_livez_stays_200() -> None:
+    health = ProxierHealth(60)
+    health.updated()
+    health.node_eligible = False
+    assert (await health.healthz(None)).status == 503
+    livez = await health.livez(None)
+    assert livez.status == 200 and '"nodeEligible": false' in livez.text

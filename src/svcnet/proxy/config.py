@@ -61,7 +61,9 @@ class NodeConfig:
 
     @property
     def nodeports_match_all(self) -> bool:
-        return not self.nodeport_cidrs()
+        """No CIDR of this family given, or a zero CIDR (0.0.0.0/0, ::/0): every local address."""
+        nets = self.nodeport_cidrs()
+        return not nets or any(n.prefixlen == 0 for n in nets)
 
     def effective_localhost_nodeports(self) -> bool:
         """localhostNodePorts only applies when nodeport addresses include IPv4 loopback."""
