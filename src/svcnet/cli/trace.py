@@ -74,7 +74,7 @@ def _parse_dst(text: str) -> tuple[str, int]:
 
 def trace_cmd(
     src: Annotated[str, typer.Option("--src", help="source IP of the new connection")],
-    dst: Annotated[str, typer.Option("--dst", help="destination IP:PORT ([v6]:PORT)")],
+    dst: Annotated[str, typer.Option("--dst", help="destination IP:PORT (IPv6: \\[ADDR]:PORT)")],
     mode: Annotated[str, typer.Option("--mode", help="iptables | nftables")] = "iptables",
     filename: FilesOpt = None,
     rules: Annotated[
