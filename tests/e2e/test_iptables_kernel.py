@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -279,5 +280,28 @@ def test_every_golden_rendering_loads_into_the_kernel(fixture: str, tmp_path: Pa
         dump = subprocess.run(["ip", "netns", "exec", netns, save, "-t", "nat"], capture_output=True,
                               text=True, check=True).stdout
         assert dump.count("-j DNAT") == text.count("-j DNAT")
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+
+
+def test_backend_detection_follows_the_rules_already_on_the_node() -> None:
+    from conftest import require_root_netns
+
+    require_root_netns()
+    if not (shutil.which("iptables-legacy") and shutil.which("iptables-nft")):
+        pytest.skip("needs both iptables-legacy and iptables-nft")
+    netns = f"svt{os.urandom(3).hex()}d"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    code = "from svcnet.proxy.apply.iptables import detect_backend; print(detect_backend())"
+
+    def detect() -> str:
+        return subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", code], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    try:
+        assert detect() == "iptables-nft"  # nothing anywhere: nft
+        subprocess.run(["ip", "netns", "exec", netns, "iptables-legacy", "-A", "INPUT", "-j", "ACCEPT"],
+                       check=True)
+        assert detect() == "iptables-legacy"  # the node's rules live in legacy
     finally:
         subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)

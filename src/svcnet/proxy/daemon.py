@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from svcnet.client.filesource import FileSource, ObjectsFileError
-from svcnet.proxy.apply.iptables import IPTables
+from svcnet.proxy.apply.iptables import IPTables, detect_backend
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
@@ -93,9 +94,12 @@ class ProxyDaemon:
         self.service_health = ServiceHealthServers(self.health)
         self.proxiers: list[IptablesProxier] = []
         self.runners: list[BoundedFrequencyRunner] = []
+        backend = detect_backend() if ipt is None else None
+        if backend:
+            log.info("using %s (the iptables backend this node already uses)", backend)
         for i, family in enumerate(daemon_families(opts.node)):
             node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
-            fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6)
+            fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6, binary=backend)
             if ipt is None:
                 node.random_fully = fam_ipt.has_random_fully()
             proxier = IptablesProxier(node, fam_ipt, self.metrics, self.health,
@@ -272,9 +276,12 @@ def run(opts: DaemonOptions) -> int:
 def cleanup(mode: str) -> int:
     """Remove the iptables state of the proxy, for both IP families."""
     ok = True
-    for ipv6 in (False, True):
+    for ipv6, binary in ((False, "iptables-nft"), (True, "iptables-nft"), (False, "iptables-legacy"),
+                         (True, "iptables-legacy")):
+        if shutil.which(binary) is None:
+            continue
         try:
-            ipt = IPTables(ipv6=ipv6)
+            ipt = IPTables(ipv6=ipv6, binary=binary)
         except FileNotFoundError as e:
             log.warning("%s", e)
             continue

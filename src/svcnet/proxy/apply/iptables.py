@@ -37,13 +37,44 @@ def extract_lines(text: str, line: int, count: int = 3) -> list[str]:
 _FAILED_LINE = re.compile(r"line:? (\d+)", re.I)
 
 
+def _count_rules(save_binaries: list[str]) -> int:
+    total = 0
+    for binary in save_binaries:
+        if shutil.which(binary) is None:
+            continue
+        res = subprocess.run([binary], capture_output=True, text=True, check=False)
+        total += sum(1 for line in res.stdout.splitlines() if line.startswith("-"))
+    return total
+
+
+def detect_backend() -> str:
+    """'iptables-nft' or 'iptables-legacy': whichever the node already uses.
+
+    As upstream's iptables-wrapper decides: a KUBE-IPTABLES-HINT or KUBE-KUBELET-CANARY chain
+    in nft's mangle table means nft; otherwise the backend holding more rules wins (ties: nft).
+    """
+    have_nft = shutil.which("iptables-nft") is not None
+    have_legacy = shutil.which("iptables-legacy") is not None
+    if not (have_nft and have_legacy):
+        return "iptables-nft" if have_nft else ("iptables-legacy" if have_legacy else "iptables")
+    mangle = subprocess.run(["iptables-nft-save", "-t", "mangle"], capture_output=True, text=True,
+                            check=False)
+    if re.search(r"^:(KUBE-IPTABLES-HINT|KUBE-KUBELET-CANARY) ", mangle.stdout, re.M):
+        return "iptables-nft"
+    legacy = _count_rules(["iptables-legacy-save", "ip6tables-legacy-save"])
+    nft = _count_rules(["iptables-nft-save", "ip6tables-nft-save"])
+    return "iptables-legacy" if legacy > nft else "iptables-nft"
+
+
 @dataclass
 class IPTables:
     ipv6: bool = False
     binary: str | None = None
 
     def __post_init__(self) -> None:
-        base = self.binary or ("ip6tables" if self.ipv6 else "iptables")
+        base = self.binary or "iptables"  # "iptables", "iptables-nft" or "iptables-legacy"
+        if self.ipv6:
+            base = "ip6" + base.removeprefix("ip")
         self.iptables = base
         self.restore_bin = f"{base}-restore"
         self.save_bin = f"{base}-save"
