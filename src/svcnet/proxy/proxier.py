@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from svcnet.proxy import iptables as render_mod
 from svcnet.proxy.apply.iptables import IPTables, RestoreError
@@ -42,7 +43,7 @@ class IptablesProxier:
         self.last_cleanup = 0.0
         self.last_restore_text = ""
         self.last_sync_full = False
-        self.retry: callable | None = None  # set by the daemon: schedule a retry
+        self.retry: Callable[[float], None] | None = None  # set by the daemon: schedule a retry
         self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
         self._lock = asyncio.Lock()
 
@@ -166,7 +167,7 @@ def cleanup_iptables(ipt: IPTables) -> bool:
         ours = [c for c in chains if c.startswith("KUBE-")]
         # flush everything first so no chain is still referenced when deleted
         for chain in ours:
-            ipt._run([ipt.iptables, "-w", "5", "-t", table, "-F", chain])
+            ipt.flush_chain(table, chain)
         for chain in ours:
-            ipt._run([ipt.iptables, "-w", "5", "-t", table, "-X", chain])
+            ipt.delete_chain(table, chain)
     return ok

@@ -120,8 +120,10 @@ class IPTables:
         while self._run([self.iptables, *WAIT, "-t", table, "-D", chain, *args]).returncode == 0:
             pass
 
-    def flush_and_delete_chain(self, table: str, chain: str) -> None:
+    def flush_chain(self, table: str, chain: str) -> None:
         self._run([self.iptables, *WAIT, "-t", table, "-F", chain])
+
+    def delete_chain(self, table: str, chain: str) -> None:
         self._run([self.iptables, *WAIT, "-t", table, "-X", chain])
 
     def save(self, table: str) -> str:
