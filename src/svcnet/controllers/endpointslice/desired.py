@@ -4,8 +4,6 @@ ShouldPodBeInEndpoints)."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +57,9 @@ def addresses_for(pod: Obj, address_type: str) -> list[str]:
     wanted_v6 = address_type == "IPv6"
     out = []
     for ip in pod_ips(pod):
-        try:
-            is_v6 = ipaddress.ip_address(ip).version == 6
-        except ValueError:
-            continue
-        if is_v6 == wanted_v6:
+        # The API validated pod IPs (pods/status): the family is all that is in question,
+        # and this runs for every pod of a Service on every sync, so no address parsing.
+        if (":" in ip) == wanted_v6:
             out.append(ip)
     return out
 
@@ -109,10 +105,12 @@ def endpoint_ports(service: Obj, pod: Obj) -> list[Obj]:
     return out
 
 
-def port_map_key(ports: list[Obj]) -> str:
+def port_map_key(ports: list[Obj]) -> tuple:
     """Pods whose resolved ports are the same set share slices."""
-    ordered = sorted(ports, key=lambda p: (p.get("name", ""), p["protocol"], p["port"]))
-    return json.dumps(ordered, sort_keys=True)
+    return tuple(sorted(
+        (p.get("name") or "", p.get("protocol", "TCP"), p.get("port", 0), p.get("appProtocol") or "")
+        for p in ports
+    ))
 
 
 def pod_to_endpoint(pod: Obj, node: Obj | None, service: Obj, address_type: str) -> Obj:
@@ -157,13 +155,13 @@ class DesiredGroup:
 
 @dataclass
 class Desired:
-    groups: dict[tuple[str, str], DesiredGroup]  # (addressType, port map key) -> group
+    groups: dict[tuple[str, tuple], DesiredGroup]  # (addressType, port map key) -> group
     skipped: list[str]  # reasons pods were left out and the sync should be retried
 
 
 def desired_state(service: Obj, pods: list[Obj], nodes: dict[str, Obj]) -> Desired:
     """Endpoints per (address type, port set) for the Service's selected pods."""
-    groups: dict[tuple[str, str], DesiredGroup] = {}
+    groups: dict[tuple[str, tuple], DesiredGroup] = {}
     skipped: list[str] = []
     publish_not_ready = bool(service.get("spec", {}).get("publishNotReadyAddresses"))
     for address_type in address_types(service):

@@ -138,13 +138,16 @@ def reconcile_port_group(service: Obj, existing: list[Obj], group: DesiredGroup,
             plan.update.append(updated)
         else:
             unchanged.append(current)
+    # Sorted once: the loops below take from the front (a sort per slice was quadratic).
+    order = _sorted_remaining(remaining)
+    taken = 0
     # 2. top up the slices being rewritten anyway, fullest first
     if remaining and plan.update:
         for updated in sorted(plan.update, key=lambda s: -len(s["endpoints"])):
-            order = _sorted_remaining(remaining)
-            room = limit - len(updated["endpoints"])
-            for key in order[: max(room, 0)]:
+            room = max(limit - len(updated["endpoints"]), 0)
+            for key in order[taken : taken + room]:
                 updated["endpoints"].append(remaining.pop(key))
+            taken += min(room, len(order) - taken)
             if not remaining:
                 break
     # 3. the rest: into the unchanged slice they fit best, else new slices
@@ -154,9 +157,10 @@ def reconcile_port_group(service: Obj, existing: list[Obj], group: DesiredGroup,
             target = _slice_to_fill(unchanged, len(remaining), limit)
         is_new = target is None
         target = new_slice(service, group.address_type, group.ports) if is_new else copy.deepcopy(target)
-        order = _sorted_remaining(remaining)
-        for key in order[: limit - len(target["endpoints"])]:
+        room = max(limit - len(target["endpoints"]), 0)
+        for key in order[taken : taken + room]:
             target["endpoints"].append(remaining.pop(key))
+        taken += min(room, len(order) - taken)
         (plan.create if is_new else plan.update).append(target)
     return plan
 
