@@ -94,6 +94,7 @@ class EtcdCluster:
     def start(cls, size: int = 1, root: Path | None = None, timeout: float = 30) -> EtcdCluster:
         owns = root is None
         root = Path(tempfile.mkdtemp(prefix="svcnet-etcd-")) if root is None else root
+        root.mkdir(parents=True, exist_ok=True)
         token = f"svt-{os.getpid()}-{time.monotonic_ns()}"
         members = [
             EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}.etcd", root / f"m{i}.log")
