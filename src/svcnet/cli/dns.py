@@ -51,10 +51,8 @@ def dns_command(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve cluster DNS for Services, EndpointSlices and Pods, as CoreDNS's kubernetes plugin."""
-    from svcnet.dns.app import DnsService
-    from svcnet.dns.forward import parse_hostport
+    # Flags are checked before the server's modules load, so mistakes are reported at once.
     from svcnet.dns.lookup import PODS_MODES, ZoneOptions, is_reverse
-    from svcnet.dns.server import ServerOptions
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if bool(filename) == bool(kubeconfig):
@@ -73,6 +71,8 @@ def dns_command(
         _fail(f"--zone: {e}")
     if all(is_reverse(z) for z in zones):
         _fail("non-reverse zone name must be used")
+    from svcnet.dns.forward import parse_hostport
+
     upstreams = []
     for u in upstream or []:
         try:
@@ -92,6 +92,9 @@ def dns_command(
         zones=zones, ttl=ttl, pods=pods, ignore_empty_service=ignore_empty_service,
         namespaces=frozenset(n.strip() for n in (namespaces or "").split(",") if n.strip()),
         local_ips=(local_ip,))
+    from svcnet.dns.app import DnsService
+    from svcnet.dns.server import ServerOptions
+
     children: list[int] = []
     if workers > 1:
         if port == 0:

@@ -70,21 +70,35 @@ class DnsServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
-        udp_sock = socket.socket(family, socket.SOCK_DGRAM)
-        if self.options.reuse_port:
-            udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        udp_sock.bind((self.options.host, self.options.port))
+        udp_sock, tcp_sock = self._bind()
         self.port = udp_sock.getsockname()[1]
         transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
         self._udp = transport  # type: ignore[assignment]
-        tcp_sock = socket.socket(family, socket.SOCK_STREAM)
-        tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.options.reuse_port:
-            tcp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        tcp_sock.bind((self.options.host, self.port))
         self._tcp = await loop.create_server(lambda: _Tcp(self), sock=tcp_sock, backlog=1024)
+
+    def _bind(self) -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on the same port. With port 0 the kernel picks the UDP port,
+        which may be taken for TCP: then try another."""
+        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        attempts = 50 if self.options.port == 0 else 1
+        for attempt in range(attempts):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                for sock in (udp, tcp):
+                    if self.options.reuse_port:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+                udp.bind((self.options.host, self.options.port))
+                tcp.bind((self.options.host, udp.getsockname()[1]))
+                return udp, tcp
+            except OSError:
+                udp.close()
+                tcp.close()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def stop(self) -> None:
         if self._udp is not None:
