@@ -246,7 +246,8 @@ def parse_nft(text: str, lazy: bool | None = None) -> NftRuleset:
     if lazy is None:
         lazy = text.count("\n") >= LAZY_MIN_LINES
     if lazy:
-        fast = _FastTransaction(text).parse()
+        reader = _FastListing if text.lstrip().startswith("table ") else _FastTransaction
+        fast = reader(text).parse()
         if fast is not None:
             return fast
     parser = _Parser(text)
@@ -719,7 +720,7 @@ class _Parser:
             return False
         try:
             key = tuple(
-                _cached_value(kind, part.strip()) for kind, part in zip(nset.key_types, parts, strict=True)
+                [_cached_value(kind, part.strip()) for kind, part in zip(nset.key_types, parts, strict=True)]
             )
         except ValueError:
             return False
@@ -1150,10 +1151,10 @@ def parse_value(kind: str, text: str) -> object:
     """One component of a key, normalised so that packet values compare equal to it."""
     if kind == "addr":
         if text.count(".") == 3 and "/" not in text and "-" not in text:
-            octets = text.split(".")  # the common case, without ipaddress
-            if all(o.isdigit() and len(o) <= 3 for o in octets):
-                a, b, c, d = (int(o) for o in octets)
-                if max(a, b, c, d) <= 255:
+            o1, o2, o3, o4 = text.split(".")  # the common case, without ipaddress
+            if o1.isdigit() and o2.isdigit() and o3.isdigit() and o4.isdigit():
+                a, b, c, d = int(o1), int(o2), int(o3), int(o4)
+                if a <= 255 and b <= 255 and c <= 255 and d <= 255:
                     return (4, (a << 24) | (b << 16) | (c << 8) | d)
         if "-" in text and "/" not in text:
             lo, hi = text.split("-", 1)
@@ -1224,39 +1225,47 @@ class _SparseLines(dict):
         return self.get(index, "")
 
 
-class _ChainDict(dict):
-    """Chains of one table: those declared by a statement, plus `add chain F T NAME` lines
-    located (with one search over the text) the first time a rule names them."""
+class _LazyDict(dict):
+    """Chains (or sets) of one table: those already read, plus ones located in the text (with
+    one search) the first time something names them."""
 
-    def __init__(self, finder: Callable[[str], NftChain | None]) -> None:
+    def __init__(self, finder: Callable[[str], object]) -> None:
         super().__init__()
         self.finder = finder
         self.absent: set[str] = set()
+        self.busy: set[str] = set()
 
-    def _find(self, name: str) -> NftChain | None:
-        if name in self.absent:
+    def _find(self, name: str) -> object:
+        if name in self.absent or name in self.busy:
             return None
-        chain = self.finder(name)
-        if chain is None:
+        self.busy.add(name)  # the finder may look the name up while building it
+        try:
+            found = self.finder(name)
+        finally:
+            self.busy.discard(name)
+        if found is None:
             self.absent.add(name)
         else:
-            dict.__setitem__(self, name, chain)
-        return chain
+            dict.__setitem__(self, name, found)
+        return found
 
     def __contains__(self, name: object) -> bool:
         return dict.__contains__(self, name) or (isinstance(name, str) and self._find(name) is not None)
 
-    def get(self, name: str, default: NftChain | None = None) -> NftChain | None:  # type: ignore[override]
-        chain = dict.get(self, name)
-        if chain is None:
-            chain = self._find(name)
-        return default if chain is None else chain
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        found = dict.get(self, name)
+        if found is None:
+            found = self._find(name)
+        return default if found is None else found
 
-    def __getitem__(self, name: str) -> NftChain:
-        chain = self.get(name)
-        if chain is None:
+    def __getitem__(self, name: str) -> object:
+        found = self.get(name)
+        if found is None:
             raise KeyError(name)
-        return chain
+        return found
+
+
+_ChainDict = _LazyDict
 
 
 # Lines other than `add rule`, `add element` and `add chain` (found at C speed); chains
@@ -1380,6 +1389,151 @@ class _FastTransaction:
         nset.unscanned = False
         nset.pending[:0] = found
         self.parser.load_set(nset)
+
+
+# `nft list ruleset` output: only table blocks at the left margin, and inside a table only
+# set/map/chain blocks, comments and flags one tab in. Anything else: the line parser.
+_LISTING_OUTSIDE = re.compile(
+    r"\n(?!\t|table \S+ \S+ \{[ \t]*(?:\n|$)|\}[ \t]*(?:\n|$)|[ \t]*(?:\n|$)|[ \t]*#)"
+)
+_LISTING_TABLE_LEVEL = re.compile(
+    r"\n\t(?!set \S+ \{|map \S+ \{|chain \S+ \{|comment |flags |\}|\t|[ \t]*(?:\n|$))"
+)
+_LISTING_HOOK = re.compile(r"\n\t\ttype \S+ hook ")
+
+
+class _FastListing:
+    """A large `nft list ruleset` dump read block by block: a chain or set block is located
+    with one search when something names it (base chains up front, found by their `type ...
+    hook` line), and its rules and elements are parsed when a packet needs them."""
+
+    def __init__(self, text: str) -> None:
+        self.t = "\n" + text if not text.startswith("\n") else text
+        self.shift = 1 if not text.startswith("\n") else 0
+        self.index = LineIndex(self.t, first=1 - self.shift)
+        self.parser = _Parser("")
+        self.parser.lines = _SparseLines(text.count("\n") + 1)  # type: ignore[assignment]
+
+    def line_no(self, pos: int) -> int:
+        return self.index.line_of(pos)
+
+    def parse(self) -> NftRuleset | None:
+        t = self.t
+        if _LISTING_OUTSIDE.search(t) or _LISTING_TABLE_LEVEL.search(t):
+            return None
+        ruleset = self.parser.ruleset
+        pos = t.find("\ntable ")
+        if pos < 0:
+            return None
+        spans: list[tuple[NftTable, int, int]] = []
+        while pos >= 0:
+            head_end = t.find("\n", pos + 1)
+            words = t[pos + 1 : head_end].split()
+            if len(words) != 4 or words[1] not in FAMILIES:
+                return None
+            end = t.find("\n}", head_end)
+            if end < 0:
+                return None
+            table = self.parser.table_of(words[1], words[2], create=True)
+            spans.append((table, head_end, end))
+            pos = t.find("\ntable ", end + 2)
+        for table, start, end in spans:
+            table.chains = _LazyDict(lambda name, tb=table, a=start, b=end: self.find_chain(tb, name, a, b))
+            table.sets = _LazyDict(lambda name, tb=table, a=start, b=end: self.find_set(tb, name, a, b))
+            for m in _LISTING_HOOK.finditer(t, start, end):
+                header = t.rfind("\n\tchain ", start, m.start())
+                name = t[header + len("\n\tchain ") : t.find(" {", header)]
+                table.chains.get(_unquote(name))
+        return ruleset
+
+    def _header(self, needle: str, start: int, end: int) -> int:
+        """Offset of a block header line `needle` (possibly followed by `# handle N`)."""
+        pos = self.t.find(needle, start, end)
+        while pos >= 0 and self.t[pos + len(needle) : pos + len(needle) + 1] not in ("\n", " ", ""):
+            pos = self.t.find(needle, pos + 1, end)
+        return pos
+
+    def block(self, header: int, end: int) -> tuple[int, list[tuple[int, str]]]:
+        """(line number of the header, [(line number, text)] of the block's inner lines)."""
+        t = self.t
+        close = t.find("\n\t}", header + 1, end + 1)
+        if close < 0:
+            raise RuleParseError(
+                self.line_no(header + 1), t[header + 1 : t.find("\n", header + 1)], "block is not closed"
+            )
+        first = self.line_no(header + 1)
+        body = t[t.find("\n", header + 1) + 1 : close].split("\n")
+        lines = [(first + 1 + k, line) for k, line in enumerate(body)]
+        for no, line in lines:
+            self.parser.lines[no - 1] = line
+        self.parser.lines[first - 1] = t[header + 1 : t.find("\n", header + 1)]
+        return first, lines
+
+    def find_chain(self, table: NftTable, name: str, start: int, end: int) -> NftChain | None:
+        header = self._header(f"\n\tchain {name} {{", start, end)
+        if header < 0:
+            return None
+        first, lines = self.block(header, end)
+        chain = NftChain(name, line_no=first)
+        parser = self.parser
+        for no, raw in lines:
+            line = _strip_hash_comment(raw).strip()
+            if not line:
+                continue
+            if line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
+                parser.toks = [Tok(m.group(0), no) for m in _TOKEN.finditer(line)] + [Tok("\n", no)]
+                parser.i = 0
+                word = parser.peek()
+                if word == "type":
+                    parser.chain_spec(chain)
+                else:
+                    parser.i += 1
+                    value = parser.word(word or "")
+                    if word == "policy":
+                        chain.policy = value
+            else:
+                chain.rules.append(LazyNftRule(parser, table, name, no, line, line))
+        return chain
+
+    def find_set(self, table: NftTable, name: str, start: int, end: int) -> NftSet | None:
+        header = -1
+        kind = "set"
+        for kind in ("set", "map"):
+            header = self._header(f"\n\t{kind} {name} {{", start, end)
+            if header >= 0:
+                break
+        if header < 0:
+            return None
+        first, lines = self.block(header, end)
+        toks: list[Tok] = []
+        elements: list[tuple[int, str]] = []
+        k = 0
+        while k < len(lines):
+            no, raw = lines[k]
+            line = _strip_hash_comment(raw).strip()
+            if line.startswith("elements = {"):
+                parts = [line]
+                depth = _brace_delta(line)
+                while depth > 0 and k + 1 < len(lines):
+                    k += 1
+                    more = lines[k][1].strip()
+                    parts.append(more)
+                    depth += _brace_delta(more)
+                text = " ".join(parts)
+                elements.append((no, text[len("elements = {") : text.rindex("}")]))
+            elif line:
+                toks.extend(Tok(m.group(0), no) for m in _TOKEN.finditer(line))
+                toks.append(Tok("\n", no))
+            k += 1
+        parser = self.parser
+        parser.toks, parser.i = [*toks, Tok("}", first + len(lines) + 1)], 0
+        parser.set_body(table, name, Tok(kind, first))
+        nset = dict.get(table.sets, name)
+        if nset is None:
+            raise RuleParseError(first, parser.lines[first - 1], f"{kind} {name} has no type")
+        dict.pop(table.sets, name, None)  # the lazy dict records it when this returns
+        nset.pending.extend(elements)
+        return nset
 
 
 @lru_cache(maxsize=4096)
