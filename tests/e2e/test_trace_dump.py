@@ -231,3 +231,34 @@ def test_nft_list_ruleset_traces_like_the_transaction(netns):
         assert got == answer("nftables", transaction, packet), str(packet)
         verdicts.add(got[0])
     assert verdicts == {"DNAT", "REJECT", "DROP"}
+
+
+def test_large_nft_listing_is_read_lazily_with_the_same_answers(netns):
+    from svcnet.netfilter.addr import LocalAddresses
+    from svcnet.netfilter.nft import parse_nft
+    from svcnet.netfilter.trace import trace_packet
+    from svcnet.netfilter.trace_nft import NftEngine
+
+    path = Path(__file__).parents[2] / "bench" / "trace.py"
+    spec = importlib.util.spec_from_file_location("bench_trace", path)
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    in_ns(netns, "nft", "-f", "-", stdin=bench.nft_rules(400, 3))
+    listed = in_ns(netns, "nft", "list", "ruleset")
+    assert listed.count("\n") > 5000
+    local = LocalAddresses([NODE_IP])
+    lazy, eager = parse_nft(listed), parse_nft(listed, lazy=False)
+    assert type(lazy.tables["ip kube-proxy"].chains) is not dict  # read block by block
+    for packet in [
+        Packet("10.0.0.2", "172.30.1.150", 80),
+        Packet("10.64.0.3", "172.30.0.2", 80),
+        Packet("10.0.0.2", "172.30.0.7", 81),
+        Packet("10.0.0.2", "10.9.9.9", 80),
+    ]:
+        a = trace_packet(NftEngine(lazy, local), packet, local)
+        b = trace_packet(NftEngine(eager, local), packet, local)
+        assert (a.verdict, a.endpoints, a.masquerade) == (b.verdict, b.endpoints, b.masquerade), str(packet)
+        assert [(s.line_no, s.rule) for s in a.path] == [(s.line_no, s.rule) for s in b.path]
+    svc = trace_packet(NftEngine(lazy, local), Packet("10.0.0.2", "172.30.1.150", 80), local)
+    assert len(svc.endpoints) == 3 and svc.verdict == "DNAT"
