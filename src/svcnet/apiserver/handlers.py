@@ -189,6 +189,13 @@ class ResourceHandlers:
     async def openapi_index(self, request: web.Request) -> web.Response:
         return self._discovery(request, openapi.index())
 
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        response = self._discovery(request, openapi.v2_json())
+        if openapi.V2_PROTOBUF in request.headers.get("Accept", ""):
+            response.body = openapi.v2_protobuf()
+            response.content_type = openapi.V2_PROTOBUF_REPLY
+        return response
+
     async def openapi_document(self, request: web.Request) -> web.Response:
         where = openapi.parse_doc_path(request.match_info["tail"])
         doc = openapi.document(*where) if where is not None else None
@@ -565,6 +572,7 @@ def add_routes(app: web.Application, handlers: ResourceHandlers) -> None:
     router.add_route("*", "/apis/{group}/{version}/", handlers.group_resources)
     router.add_route("*", "/apis/{group}/{version}/{tail:.+}", handlers.grouped)
     router.add_route("*", "/version", handlers.version)
+    router.add_route("*", "/openapi/v2", handlers.openapi_v2)
     router.add_route("*", "/openapi/v3", handlers.openapi_index)
     router.add_route("*", "/openapi/v3/", handlers.openapi_index)
     router.add_route("*", "/openapi/v3/{tail:.+}", handlers.openapi_document)

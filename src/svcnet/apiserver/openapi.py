@@ -447,3 +447,34 @@ def parse_doc_path(tail: str) -> tuple[str, str] | None:
     if len(parts) == 3 and parts[0] == "apis":
         return parts[1], parts[2]
     return None
+
+
+# ---- OpenAPI v2: an empty document -------------------------------------------------------------
+#
+# kubectl falls back to v2 when the v3 documents have no PATCH operation for a kind, which is
+# always the case for a `kind: List` manifest. Against kube-apiserver the v2 document has no
+# operation for List either, so kubectl validates the List's items client-side against the
+# v2 definitions, skipping kinds it finds none for, and the server still validates strictly
+# (`fieldValidation=Strict`). An empty v2 document gives exactly that outcome; without one the
+# download fails and so does the command. The real schemas are in the v3 documents.
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# The reply's type has no "@" (which Go's mime parser rejects), as kube-openapi replies.
+V2_PROTOBUF_REPLY = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+V2_INFO = {"title": "Kubernetes", "version": "v1.32.0"}
+
+
+def _proto_string(field: int, text: str) -> bytes:
+    data = text.encode()
+    assert len(data) < 128  # one-byte length is enough for these fields
+    return bytes([(field << 3) | 2, len(data)]) + data
+
+
+def v2_protobuf() -> bytes:
+    """gnostic openapi_v2.Document{swagger: "2.0", info: {title, version}}."""
+    info = _proto_string(1, V2_INFO["title"]) + _proto_string(2, V2_INFO["version"])
+    return _proto_string(1, "2.0") + bytes([(2 << 3) | 2, len(info)]) + info
+
+
+def v2_json() -> dict[str, Any]:
+    return {"swagger": "2.0", "info": V2_INFO, "paths": {}, "definitions": {}}

@@ -1,0 +1,468 @@
+"""kubectl v1.32 against `svcnet server`: the chapter's manifests end to end, validation errors
+as kubectl users know them, watch, and output compared line by line with what kubectl prints
+against kube-apiserver for the same objects.
+
+Every kubectl call must leave stderr free of discovery, OpenAPI and version-skew warnings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubectl_util import Kubectl, match_table, namespace_manifest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def kubectl(api_server, tmp_path_factory) -> Iterator[Kubectl]:
+    yield Kubectl(api_server.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"))
+
+
+def make_namespace(kubectl: Kubectl, name: str) -> str:
+    kubectl.run("apply", "-f", "-", stdin=namespace_manifest(name))
+    return name
+
+
+def wait_for(predicate, timeout: float = 8.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+# ---- discovery, version ---------------------------------------------------------------------
+
+
+def test_version_and_api_resources_without_warnings(kubectl: Kubectl) -> None:
+    version = json.loads(kubectl.out("version", "-o", "json"))
+    assert (version["serverVersion"]["major"], version["serverVersion"]["minor"]) == ("1", "32")
+    proc = kubectl.run("api-resources")
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:]}
+    assert rows["services"] == ["services", "svc", "v1", "true", "Service"]
+    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
+    assert rows["endpoints"] == ["endpoints", "ep", "v1", "true", "Endpoints"]
+    assert rows["nodes"] == ["nodes", "no", "v1", "false", "Node"]
+    assert rows["namespaces"] == ["namespaces", "ns", "v1", "false", "Namespace"]
+    assert rows["deployments"] == ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    assert rows["statefulsets"] == ["statefulsets", "sts", "apps/v1", "true", "StatefulSet"]
+    assert rows["endpointslices"] == ["endpointslices", "discovery.k8s.io/v1", "true", "EndpointSlice"]
+    assert rows["leases"] == ["leases", "coordination.k8s.io/v1", "true", "Lease"]
+    raw = json.loads(kubectl.out("get", "--raw", "/api/v1"))
+    assert {"name": "services/status", "verbs": ["get", "patch", "update"]}.items() <= {
+        k: v for r in raw["resources"] if r["name"] == "services/status" for k, v in r.items()
+    }.items()
+
+
+def test_explain_service_ports(kubectl: Kubectl) -> None:
+    out = kubectl.out("explain", "service.spec.ports")
+    assert "FIELD: ports <[]ServicePort>" in out
+    assert "port\t<integer> -required-" in out
+    assert "\n  targetPort\t<" in out
+    assert "ServicePort contains information on service's port." in out
+
+
+# ---- the chapter's manifests ------------------------------------------------------------------
+
+
+def test_chapter_manifests_end_to_end(kubectl: Kubectl, tmp_path: Path) -> None:
+    ns = make_namespace(kubectl, "kt-chapter")
+    applied = kubectl.out("apply", "-n", ns, "-f", str(EXAMPLES))
+    assert sorted(applied.splitlines()) == [
+        "deployment.apps/backend created",
+        "service/backend-svc created",
+        "service/db-headless created",
+        "service/my-database created",
+        "service/web-svc created",
+        "service/web-svc-lb created",
+        "statefulset.apps/db created",
+    ]
+
+    services = {
+        line.split()[0]: line.split() for line in kubectl.out("get", "svc", "-n", ns).splitlines()[1:]
+    }
+    assert services["backend-svc"][1] == "ClusterIP" and services["backend-svc"][4] == "80/TCP"
+    assert services["web-svc"][1:2] + services["web-svc"][3:5] == ["NodePort", "<none>", "80:30080/TCP"]
+    assert services["web-svc-lb"][1] == "LoadBalancer" and services["web-svc-lb"][3] == "<pending>"
+    assert services["my-database"][1:5] == ["ExternalName", "<none>", "db.example.com", "<none>"]
+    assert services["db-headless"][1:5] == ["ClusterIP", "None", "<none>", "5432/TCP"]
+
+    wide = kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "wide").splitlines()
+    assert wide[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
+    assert wide[1].split()[-1] == "app=backend,tier=api"
+
+    live = yaml.safe_load(kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "yaml"))
+    cluster_ip = live["spec"]["clusterIP"]
+    assert live["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 8080}]
+    assert live["spec"]["sessionAffinity"] == "None"
+    assert "kubectl.kubernetes.io/last-applied-configuration" in live["metadata"]["annotations"]
+
+    described = kubectl.out("describe", "svc", "backend-svc", "-n", ns)
+    assert "Selector:                 app=backend,tier=api" in described
+    assert f"IP:                       {cluster_ip}" in described
+    assert "TargetPort:               8080/TCP" in described
+
+    # Re-applying the unchanged manifests changes nothing, not even the resourceVersion.
+    again = kubectl.out("apply", "-n", ns, "-f", str(EXAMPLES / "backend-svc.yaml"))
+    assert again.strip() == "service/backend-svc unchanged"
+    assert (
+        kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}")
+        == (live["metadata"]["resourceVersion"])
+    )
+
+    # kubectl edit with an editor script: the change lands, the ClusterIP stays.
+    editor = tmp_path / "editor.sh"
+    editor.write_text("#!/bin/sh\nsed -i 's/sessionAffinity: None/sessionAffinity: ClientIP/' \"$1\"\n")
+    editor.chmod(0o755)
+    edited = kubectl.run("edit", "svc", "backend-svc", "-n", ns, EDITOR=str(editor), KUBE_EDITOR=str(editor))
+    assert edited.stdout.strip() == "service/backend-svc edited"
+    after_edit = json.loads(kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "json"))
+    assert after_edit["spec"]["sessionAffinity"] == "ClientIP"
+    assert after_edit["spec"]["clusterIP"] == cluster_ip
+
+    # Apply a changed manifest (no clusterIP in it): the change lands, the allocation is kept,
+    # and the field the edit changed (not in the manifest) is left alone.
+    changed = tmp_path / "backend-svc.yaml"
+    changed.write_text((EXAMPLES / "backend-svc.yaml").read_text().replace("8080", "9090"))
+    assert kubectl.out("apply", "-n", ns, "-f", str(changed)).strip() == "service/backend-svc configured"
+    after_apply = json.loads(kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "json"))
+    assert after_apply["spec"]["clusterIP"] == cluster_ip
+    assert after_apply["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 9090}]
+    assert after_apply["spec"]["sessionAffinity"] == "ClientIP"
+    assert kubectl.out("diff", "-n", ns, "-f", str(changed)) == ""
+    # ... and the NodePort Service keeps its nodePort when re-applied.
+    node_port = kubectl.out("get", "svc", "web-svc", "-n", ns, "-o", "jsonpath={.spec.ports[0].nodePort}")
+    assert node_port == "30080"
+
+    assert (
+        kubectl.out("label", "svc", "backend-svc", "-n", ns, "team=blue").strip()
+        == "service/backend-svc labeled"
+    )
+    shown = kubectl.out("get", "svc", "-n", ns, "-l", "team=blue", "-o", "name")
+    assert shown.strip() == "service/backend-svc"
+    assert kubectl.out("annotate", "svc", "backend-svc", "-n", ns, "owner=net").strip() == (
+        "service/backend-svc annotated"
+    )
+
+    assert kubectl.out("scale", "deploy", "backend", "-n", ns, "--replicas=5").strip() == (
+        "deployment.apps/backend scaled"
+    )
+    assert kubectl.out("get", "deploy", "backend", "-n", ns, "-o", "jsonpath={.spec.replicas}") == "5"
+    everything = kubectl.out("get", "all", "-n", ns)
+    for name in (
+        "service/backend-svc",
+        "service/my-database",
+        "deployment.apps/backend",
+        "statefulset.apps/db",
+    ):
+        assert name in everything
+    columns = kubectl.out("get", "svc", "-n", ns, "-o", "custom-columns=NAME:.metadata.name,TYPE:.spec.type")
+    assert "my-database   ExternalName" in columns
+
+    deleted = kubectl.out("delete", "-n", ns, "-f", str(EXAMPLES / "my-database.yaml"))
+    assert deleted.strip() == 'service "my-database" deleted'
+    gone = kubectl.run("get", "svc", "my-database", "-n", ns, check=False)
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == 'Error from server (NotFound): services "my-database" not found'
+
+
+def test_server_side_apply_conflict_and_force(kubectl: Kubectl, tmp_path: Path) -> None:
+    ns = make_namespace(kubectl, "kt-ssa")
+    manifest = (EXAMPLES / "backend-svc.yaml").read_text()
+    kubectl.run("apply", "-n", ns, "-f", "-", stdin=manifest)  # client-side apply owns targetPort
+    changed = manifest.replace("8080", "9999")
+    proc = kubectl.run("apply", "--server-side", "-n", ns, "-f", "-", stdin=changed, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(
+        'error: Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: '
+        '.spec.ports[port=80,protocol="TCP"].targetPort\n'
+    )
+    forced = kubectl.out("apply", "--server-side", "--force-conflicts", "-n", ns, "-f", "-", stdin=changed)
+    assert forced.strip() == "service/backend-svc serverside-applied"
+    live = json.loads(
+        kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "json", "--show-managed-fields")
+    )
+    assert live["spec"]["ports"][0]["targetPort"] == 9999
+    managers = {(e["manager"], e["operation"]) for e in live["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in managers and ("kubectl-client-side-apply", "Update") in managers
+    rv = live["metadata"]["resourceVersion"]
+    kubectl.out("apply", "--server-side", "-n", ns, "-f", "-", stdin=changed)
+    assert (
+        kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "jsonpath={.metadata.resourceVersion}") == rv
+    )
+
+
+# ---- errors as kubectl users know them --------------------------------------------------------
+
+
+def test_invalid_node_port_is_rejected_with_upstream_message(kubectl: Kubectl) -> None:
+    ns = make_namespace(kubectl, "kt-invalid")
+    proc = kubectl.run(
+        "apply", "-n", ns, "-f", str(EXAMPLES / "invalid" / "web-svc-nodeport-80.yaml"), check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        'The Service "web-svc" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not '
+        "in the valid range. The range of valid ports is 30000-32767"
+    )
+
+
+UNKNOWN_FIELD = """apiVersion: v1
+kind: Service
+metadata:
+  name: strict-svc
+spec:
+  foo: bar
+  ports:
+  - port: 80
+    bogus: 1
+"""
+
+
+def test_unknown_fields_strict_and_warn(kubectl: Kubectl) -> None:
+    ns = make_namespace(kubectl, "kt-strict")
+    proc = kubectl.run("create", "-n", ns, "-f", "-", stdin=UNKNOWN_FIELD, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Service in version "v1" cannot be '
+        'handled as a Service: strict decoding error: unknown field "spec.foo", unknown field '
+        '"spec.ports[0].bogus"'
+    )
+    warned = kubectl.run(
+        "create", "-n", ns, "--validate=warn", "-f", "-", stdin=UNKNOWN_FIELD, allow_warnings=True
+    )
+    assert warned.stdout.strip() == "service/strict-svc created"
+    assert warned.stderr.splitlines() == [
+        'Warning: unknown field "spec.foo"',
+        'Warning: unknown field "spec.ports[0].bogus"',
+    ]
+
+
+# ---- watch ------------------------------------------------------------------------------------
+
+
+def test_get_watch_sees_events_in_order(kubectl: Kubectl) -> None:
+    ns = make_namespace(kubectl, "kt-watch")
+    watcher = kubectl.popen("get", "svc", "-n", ns, "-w", "--output-watch-events")
+    try:
+        time.sleep(0.6)  # let the list and the watch start
+        kubectl.run("apply", "-n", ns, "-f", str(EXAMPLES / "backend-svc.yaml"))
+        kubectl.run("label", "svc", "backend-svc", "-n", ns, "stage=two")
+        kubectl.run("delete", "svc", "backend-svc", "-n", ns)
+        lines: list[str] = []
+        assert watcher.stdout is not None
+        while not any(line.startswith("DELETED") for line in lines):
+            line = watcher.stdout.readline()
+            assert line, f"watch ended early: {lines}"
+            lines.append(line.rstrip("\n"))
+    finally:
+        watcher.kill()
+        _, err = watcher.communicate(timeout=5)
+    assert lines[0].split() == ["EVENT", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    events = [line.split()[:2] for line in lines[1:]]
+    assert events[0] == ["ADDED", "backend-svc"]
+    assert events[-1] == ["DELETED", "backend-svc"]
+    assert all(e == ["MODIFIED", "backend-svc"] for e in events[1:-1]) and len(events) >= 3
+    assert "Warning" not in err and "couldn't get" not in err
+
+
+# ---- output compared with kube-apiserver + kubectl ----------------------------------------------
+
+FIXED_SERVICES = """apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-clusterip}
+  spec:
+    clusterIP: 10.111.222.10
+    selector: {app: web, tier: front}
+    ports:
+    - {name: http, port: 80, targetPort: 8080}
+    - {name: https, port: 443, targetPort: 8443}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-nodeport}
+  spec:
+    type: NodePort
+    clusterIP: 10.111.222.11
+    selector: {app: web}
+    ports:
+    - {port: 80, targetPort: 8080, nodePort: 31080}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-lb}
+  spec:
+    type: LoadBalancer
+    clusterIP: 10.111.222.12
+    selector: {app: web}
+    ports:
+    - {port: 80, targetPort: 8080, nodePort: 31081}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-external}
+  spec:
+    type: ExternalName
+    externalName: db.example.com
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-headless}
+  spec:
+    clusterIP: None
+    selector: {app: db}
+    ports:
+    - {port: 5432}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: fixed-udp}
+  spec:
+    clusterIP: 10.111.222.13
+    externalIPs: [192.0.2.10]
+    ports:
+    - {name: dns, port: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, protocol: TCP}
+"""
+
+# The EndpointSlice controller (as upstream's) leaves out pods whose Node does not exist.
+FIXED_NODES = "".join(f"---\napiVersion: v1\nkind: Node\nmetadata:\n  name: kt-node-{i}\n" for i in (1, 2, 3))
+
+FIXED_PODS = """apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-1, labels: {app: web, tier: front}}
+  spec:
+    nodeName: kt-node-1
+    containers: [{name: web, image: svcnet/echo}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-2, labels: {app: web}}
+  spec:
+    nodeName: kt-node-2
+    containers: [{name: web, image: svcnet/echo}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-3, labels: {app: web}}
+  spec:
+    nodeName: kt-node-3
+    containers: [{name: web, image: svcnet/echo}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-4, labels: {app: other}}
+  spec:
+    nodeName: kt-node-1
+    readinessGates: [{conditionType: example.com/lb}]
+    containers: [{name: web, image: svcnet/echo}, {name: sidecar, image: svcnet/echo}]
+"""
+
+
+def _running(name: str, ready: bool = True, **state: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "ready": ready,
+        "restartCount": state.pop("restartCount", 0),
+        "image": "svcnet/echo",
+        "imageID": "",
+        "state": state or {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+    }
+
+
+POD_STATUS = {
+    "web-1": {
+        "phase": "Running",
+        "podIP": "10.244.1.5",
+        "podIPs": [{"ip": "10.244.1.5"}],
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [_running("web")],
+    },
+    "web-2": {
+        "phase": "Running",
+        "podIP": "10.244.2.7",
+        "podIPs": [{"ip": "10.244.2.7"}],
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [_running("web", False, restartCount=3, waiting={"reason": "CrashLoopBackOff"})],
+    },
+    "web-4": {
+        "phase": "Running",
+        "podIP": "10.244.1.9",
+        "podIPs": [{"ip": "10.244.1.9"}],
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "example.com/lb", "status": "True"}],
+        "containerStatuses": [_running("sidecar"), _running("web")],
+    },
+}
+
+# What kubectl 1.32 prints for these objects against kube-apiserver (pkg/printers/internalversion
+# printService/printPod; tabwriter padding 3), AGE excepted.
+EXPECTED_GET_SVC = [
+    "NAME              TYPE           CLUSTER-IP      EXTERNAL-IP      PORT(S)          AGE",
+    "fixed-clusterip   ClusterIP      10.111.222.10   <none>           80/TCP,443/TCP   {AGE}",
+    "fixed-external    ExternalName   <none>          db.example.com   <none>           {AGE}",
+    "fixed-headless    ClusterIP      None            <none>           5432/TCP         {AGE}",
+    "fixed-lb          LoadBalancer   10.111.222.12   <pending>        80:31081/TCP     {AGE}",
+    "fixed-nodeport    NodePort       10.111.222.11   <none>           80:31080/TCP     {AGE}",
+    "fixed-udp         ClusterIP      10.111.222.13   192.0.2.10       53/UDP,53/TCP    {AGE}",
+]
+EXPECTED_GET_PODS_WIDE = [
+    "NAME    READY   STATUS             RESTARTS   AGE   IP           NODE        NOMINATED NODE   READINESS GATES",  # noqa: E501
+    "web-1   1/1     Running            0          {AGE}   10.244.1.5   kt-node-1   <none>           <none>",
+    "web-2   0/1     CrashLoopBackOff   3          {AGE}   10.244.2.7   kt-node-2   <none>           <none>",
+    "web-3   0/1     Pending            0          {AGE}   <none>       kt-node-3   <none>           <none>",
+    "web-4   2/2     Running            0          {AGE}   10.244.1.9   kt-node-1   <none>           1/1",
+]
+EXPECTED_DESCRIBE_SVC = """Name:                     fixed-clusterip
+Namespace:                kt-fixed
+Labels:                   <none>
+Annotations:              <none>
+Selector:                 app=web,tier=front
+Type:                     ClusterIP
+IP Family Policy:         SingleStack
+IP Families:              IPv4
+IP:                       10.111.222.10
+IPs:                      10.111.222.10
+Port:                     http  80/TCP
+TargetPort:               8080/TCP
+Endpoints:                10.244.1.5:8080
+Port:                     https  443/TCP
+TargetPort:               8443/TCP
+Endpoints:                10.244.1.5:8443
+Session Affinity:         None
+Internal Traffic Policy:  Cluster
+Events:                   <none>
+"""
+
+
+def test_output_matches_kube_apiserver_for_fixed_objects(kubectl: Kubectl) -> None:
+    ns = make_namespace(kubectl, "kt-fixed")
+    kubectl.run("apply", "-f", "-", stdin=FIXED_NODES)
+    kubectl.run("create", "-n", ns, "-f", "-", stdin=FIXED_SERVICES)
+    kubectl.run("create", "-n", ns, "-f", "-", stdin=FIXED_PODS)
+    for name, status in POD_STATUS.items():
+        kubectl.run(
+            "patch",
+            "pod",
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
+
+    match_table(kubectl.out("get", "svc", "-n", ns), EXPECTED_GET_SVC)
+    match_table(kubectl.out("get", "pods", "-n", ns, "-o", "wide"), EXPECTED_GET_PODS_WIDE)
+
+    # describe lists endpoints from the EndpointSlices the controller derives from web-1.
+    def described() -> str | None:
+        text = kubectl.out("describe", "svc", "fixed-clusterip", "-n", ns)
+        return text if "10.244.1.5:8080" in text else None
+
+    text = wait_for(described) or kubectl.out("describe", "svc", "fixed-clusterip", "-n", ns)
+    assert text.splitlines() == EXPECTED_DESCRIBE_SVC.splitlines()
