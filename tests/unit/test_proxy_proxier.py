@@ -115,19 +115,26 @@ async def test_runner_batches_bursts_and_keeps_min_interval() -> None:
     async def fn():
         runs.append(asyncio.get_running_loop().time())
 
-    runner = BoundedFrequencyRunner("t", fn, min_interval=0.2, max_interval=3600)
+    runner = BoundedFrequencyRunner("t", fn, min_interval=0.3, max_interval=3600)
     runner.start()
     try:
         runner.run()
-        await asyncio.sleep(0.05)
-        for _ in range(20):
+        await _until(lambda: len(runs) == 1)
+        for _ in range(20):  # a burst right after a run: coalesced into one run
             runner.run()
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.4)
-        assert len(runs) == 2  # the first request, then the whole burst as one run
-        assert runs[1] - runs[0] >= 0.19
+        await _until(lambda: len(runs) == 2)
+        await asyncio.sleep(0.2)
+        assert len(runs) == 2
+        assert runs[1] - runs[0] >= 0.29  # completion-to-start interval honoured
     finally:
         await runner.stop()
+
+
+async def _until(cond, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def _free_port() -> int:
