@@ -35,6 +35,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class MemberTLS:
+    """Client-port TLS of the members (PEM files); clients must present a certificate
+    signed by ``ca`` (etcd's --client-cert-auth)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @dataclass
 class EtcdMember:
     name: str
@@ -43,16 +53,27 @@ class EtcdMember:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen | None = None
+    tls: MemberTLS | None = None
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
     @property
+    def client_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
+
+    @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def healthy(self) -> bool:
+        if self.tls is not None:  # health over TLS needs a client certificate: ask the port
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
+                    return True
+            except OSError:
+                return False
         try:
             with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=1) as resp:
                 return b'"true"' in resp.read()
@@ -88,16 +109,19 @@ class EtcdCluster:
 
     @property
     def url(self) -> str:
-        return "etcd://" + ",".join(self.endpoints)
+        scheme = "etcds" if self.members[0].tls else "etcd"
+        return f"{scheme}://" + ",".join(self.endpoints)
 
     @classmethod
-    def start(cls, size: int = 1, root: Path | None = None, timeout: float = 30) -> EtcdCluster:
+    def start(
+        cls, size: int = 1, root: Path | None = None, timeout: float = 30, tls: MemberTLS | None = None
+    ) -> EtcdCluster:
         owns = root is None
         root = Path(tempfile.mkdtemp(prefix="svcnet-etcd-")) if root is None else root
         root.mkdir(parents=True, exist_ok=True)
         token = f"svt-{os.getpid()}-{time.monotonic_ns()}"
         members = [
-            EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}.etcd", root / f"m{i}.log")
+            EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}.etcd", root / f"m{i}.log", tls=tls)
             for i in range(size)
         ]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
@@ -117,8 +141,8 @@ class EtcdCluster:
             ETCD,
             "--name", member.name,
             "--data-dir", str(member.data_dir),
-            "--listen-client-urls", f"http://{member.endpoint}",
-            "--advertise-client-urls", f"http://{member.endpoint}",
+            "--listen-client-urls", member.client_url,
+            "--advertise-client-urls", member.client_url,
             "--listen-peer-urls", member.peer_url,
             "--initial-advertise-peer-urls", member.peer_url,
             "--initial-cluster", self.initial_cluster,
@@ -132,6 +156,9 @@ class EtcdCluster:
             "--logger", "zap",
             "--log-level", "warn",
         ]
+        if member.tls is not None:
+            args += ["--cert-file", str(member.tls.cert), "--key-file", str(member.tls.key),
+                     "--trusted-ca-file", str(member.tls.ca), "--client-cert-auth"]
         log = open(member.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
             member.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
