@@ -148,3 +148,26 @@ def test_forwarder_cache_ages_ttls() -> None:
     out = dns.message.from_wire(wire.materialize(aged, q2, 512))
     assert out.answer[0].ttl == 258
     assert entry.expires - time.monotonic() <= 300
+
+
+def test_forwarder_refuses_beyond_its_concurrency_limit() -> None:
+    import socket
+
+    from svcnet.dns.forward import TooManyQueries
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # an upstream that never answers
+    silent.bind(("127.0.0.1", 0))
+
+    async def go() -> None:
+        fw = Forwarder([silent.getsockname()], timeout=0.3, max_concurrent=1)
+        first = asyncio.create_task(fw.resolve(b"\x01a\x04test\x00", 1, 1))
+        await asyncio.sleep(0.05)
+        with pytest.raises(TooManyQueries):
+            await fw.resolve(b"\x01b\x04test\x00", 1, 1)
+        assert await first is None  # timed out: no answer, nothing cached
+        assert len(fw) == 0
+
+    try:
+        asyncio.run(go())
+    finally:
+        silent.close()

@@ -32,6 +32,12 @@ MAX_SUCCESS_TTL = 3600
 MAX_DENIAL_TTL = 1800
 CACHE_CAPACITY = 10000
 UPSTREAM_TIMEOUT = 2.0
+MAX_CONCURRENT = 1000  # distinct questions on their way upstream (CoreDNS's max_concurrent)
+
+
+class TooManyQueries(Exception):
+    """More distinct questions are waiting for upstreams than MAX_CONCURRENT: answer REFUSED,
+    as CoreDNS's forward plugin does, instead of opening sockets without bound."""
 
 
 @dataclass(slots=True)
@@ -86,10 +92,11 @@ def _skip_name(data: bytes, at: int) -> int:
 
 class Forwarder:
     def __init__(self, upstreams: list[tuple[str, int]], *, timeout: float = UPSTREAM_TIMEOUT,
-                 capacity: int = CACHE_CAPACITY) -> None:
+                 capacity: int = CACHE_CAPACITY, max_concurrent: int = MAX_CONCURRENT) -> None:
         self.upstreams = upstreams
         self.timeout = timeout
         self.capacity = capacity
+        self.max_concurrent = max_concurrent
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         self._inflight: dict[bytes, asyncio.Future[_Cached | None]] = {}
         self.hits = {"success": 0, "denial": 0}
@@ -113,6 +120,8 @@ class Forwarder:
         pending = self._inflight.get(key)
         if pending is not None:  # a query for the same question is already on its way
             return await asyncio.shield(pending)
+        if len(self._inflight) >= self.max_concurrent:
+            raise TooManyQueries()
         fut: asyncio.Future[_Cached | None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
@@ -191,7 +200,10 @@ class Forwarder:
             qname = dns.name.from_text(host).canonicalize().to_wire()
         except dns.exception.DNSException:
             return None
-        entry = await self.resolve(qname, qtype, wire.CLASS_IN)
+        try:
+            entry = await self.resolve(qname, qtype, wire.CLASS_IN)
+        except TooManyQueries:
+            return None
         if entry is None:
             return None
         age = int(time.monotonic() - entry.stored)

@@ -22,7 +22,7 @@ import dns.message
 import dns.opcode
 
 from svcnet.dns import wire
-from svcnet.dns.forward import Forwarder
+from svcnet.dns.forward import Forwarder, TooManyQueries
 from svcnet.dns.index import ClusterIndex
 from svcnet.dns.lookup import ZoneLookup, ZoneOptions
 from svcnet.dns.metrics import DnsMetrics, family_of
@@ -30,7 +30,7 @@ from svcnet.dns.wire import Query, Template, materialize, parse_fast
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_CACHE_LIMIT = 200_000  # a flood of distinct names must not grow memory without bound
+TEMPLATE_CACHE_LIMIT = 50_000  # a flood of distinct names must not grow memory without bound
 TCP_IDLE_TIMEOUT = 10.0
 RCODE_BADVERS = 16
 
@@ -164,7 +164,11 @@ class DnsServer:
                                    ([], [], []))
             self._remember(q.key, template)
             return template, ""
-        entry = await self.forwarder.resolve(q.qname, q.qtype, q.qclass)
+        try:
+            entry = await self.forwarder.resolve(q.qname, q.qtype, q.qclass)
+        except TooManyQueries:
+            return wire.render(qname, q.qtype, q.qclass, len(qname) - 1, wire.RCODE_REFUSED, False,
+                               ([], [], [])), "forward"
         if entry is None:
             return wire.render(qname, q.qtype, q.qclass, len(qname) - 1, wire.RCODE_SERVFAIL, False,
                                ([], [], [])), "forward"
