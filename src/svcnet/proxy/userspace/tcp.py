@@ -36,6 +36,8 @@ COPY_CHUNK = 256 * 1024
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 ACCEPT_BATCH = 128
+ROUNDS_PER_EVENT = 8  # reads per readiness event before other connections get a turn
+SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -67,7 +69,193 @@ def _done(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
+# One read buffer for every connection of the (single-threaded) event loop: data that cannot be
+# written on at once is copied out, so small connections allocate nothing per read.
+_SCRATCH = bytearray(COPY_CHUNK)
+_SCRATCH_VIEW = memoryview(_SCRATCH)
+_idle_pipes: list[tuple[int, int]] = []
+MAX_IDLE_PIPES = 256
+
+
+def _take_pipe() -> tuple[int, int]:
+    if _idle_pipes:
+        return _idle_pipes.pop()
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(wfd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: keep the default size
+    return rfd, wfd
+
+
+def _give_pipe(pipe: tuple[int, int], empty: bool) -> None:
+    if empty and len(_idle_pipes) < MAX_IDLE_PIPES:
+        _idle_pipes.append(pipe)
+    else:
+        os.close(pipe[0])
+        os.close(pipe[1])
+
+
+class _Pump:
+    """One direction of a connection, driven by reader/writer callbacks (no task, no future per
+    chunk): read what is there, write it on; if the destination is full, stop reading the
+    source and wait until the destination is writable again.
+
+    Reads start in copy mode through the shared buffer; once a read fills it (a bulk transfer)
+    and splice is allowed, the direction switches to os.splice through a pipe (taken from a
+    small pool), so bulk data never passes through Python while short exchanges stay cheap."""
+
+    def __init__(self, conn: TcpConnection, src: socket.socket, dst: socket.socket, inbound: bool,
+                 use_splice: bool) -> None:
+        self.conn = conn
+        self.loop = conn.loop
+        self.src, self.dst = src, dst
+        self.sfd, self.dfd = src.fileno(), dst.fileno()
+        self.inbound = inbound
+        self.can_splice = use_splice
+        self.reading = self.writing = self.done = False
+        self.pipe: tuple[int, int] | None = None
+        self.pending = 0  # splice: bytes in the pipe
+        self.leftover: memoryview | None = None  # copy: bytes read but not yet written
+
+    def start(self) -> None:
+        self.reading = True
+        self.loop.add_reader(self.sfd, self._readable)
+
+    def _account(self, moved: int) -> None:
+        self.conn.last_activity = self.loop.time()
+        if self.inbound:
+            self.conn.backend.bytes_in += moved
+        else:
+            self.conn.backend.bytes_out += moved
+
+    def _move(self) -> int | None:
+        """Read and write on once: bytes read (0 at EOF; None if nothing is there yet). Leaves
+        `pending`/`leftover` set when the destination could not take everything."""
+        if self.pipe is not None:
+            try:
+                n = os.splice(self.sfd, self.pipe[1], SPLICE_CHUNK, flags=SPLICE_FLAGS)
+            except BlockingIOError:
+                return None
+            if n:
+                self.pending = n
+                self._flush_pipe()
+            return n
+        try:
+            n = self.src.recv_into(_SCRATCH)
+        except BlockingIOError:
+            return None
+        if n == 0:
+            return 0
+        sent = 0
+        try:
+            sent = self.dst.send(_SCRATCH_VIEW[:n])
+        except BlockingIOError:
+            pass
+        if sent:
+            self._account(sent)
+        if sent < n:
+            self.leftover = memoryview(bytes(_SCRATCH_VIEW[sent:n]))
+        elif n == COPY_CHUNK and self.can_splice:
+            try:
+                self.pipe = _take_pipe()  # a bulk transfer: go zero-copy from here on
+            except OSError:
+                self.can_splice = False
+        return n
+
+    def _flush_pipe(self) -> None:
+        moved = 0
+        try:
+            while self.pending:
+                m = os.splice(self.pipe[0], self.dfd, self.pending, flags=SPLICE_FLAGS)
+                self.pending -= m
+                moved += m
+        except BlockingIOError:
+            pass
+        finally:
+            if moved:
+                self._account(moved)
+
+    def _flush(self) -> bool:
+        """Write what is still pending; True when nothing is left."""
+        if self.pending:
+            self._flush_pipe()
+            return not self.pending
+        if self.leftover is not None:
+            try:
+                sent = self.dst.send(self.leftover)
+            except BlockingIOError:
+                return False
+            self._account(sent)
+            self.leftover = self.leftover[sent:] if sent < len(self.leftover) else None
+        return self.leftover is None
+
+    def _blocked(self) -> bool:
+        return bool(self.pending) or self.leftover is not None
+
+    def _readable(self) -> None:
+        try:
+            for _ in range(ROUNDS_PER_EVENT):
+                n = self._move()
+                if n is None:
+                    return
+                if n == 0:
+                    self._eof()
+                    return
+                if self._blocked():
+                    self.loop.remove_reader(self.sfd)
+                    self.reading = False
+                    self.loop.add_writer(self.dfd, self._writable)
+                    self.writing = True
+                    return
+        except OSError as e:
+            self._failed(e)
+
+    def _writable(self) -> None:
+        try:
+            if self._flush():
+                self.loop.remove_writer(self.dfd)
+                self.writing = False
+                self.loop.add_reader(self.sfd, self._readable)
+                self.reading = True
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, e: OSError) -> None:
+        if e.errno in (errno.EINVAL, errno.ENOSYS) and self.pipe is not None and not self.pending:
+            _give_pipe(self.pipe, empty=False)  # these descriptors cannot splice: copy instead
+            self.pipe = None
+            self.can_splice = False
+            return
+        self.conn.abort(f"{'to' if self.inbound else 'from'} endpoint: {e.strerror or e}")
+
+    def _eof(self) -> None:
+        self.stop()
+        self.done = True
+        try:
+            self.dst.shutdown(socket.SHUT_WR)  # pass the EOF on; the other direction keeps flowing
+        except OSError:
+            pass
+        self.conn.direction_finished()
+
+    def stop(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.sfd)
+            self.reading = False
+        if self.writing:
+            self.loop.remove_writer(self.dfd)
+            self.writing = False
+
+    def release(self) -> None:
+        self.stop()
+        if self.pipe is not None:
+            _give_pipe(self.pipe, empty=not self.pending)
+            self.pipe = None
+
+
 class TcpConnection:
+    """A client connection joined to its endpoint; `run()` returns when both are closed."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, upstream: socket.socket,
                  backend: Backend, opts: UserspaceOptions) -> None:
         self.loop = loop
@@ -78,105 +266,18 @@ class TcpConnection:
         self.last_activity = loop.time()
         self.half_closed = False
         self.reason = ""
-        self._tasks: list[asyncio.Task] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._reset = False
+        self._closed: asyncio.Future | None = None
+        self._pumps: list[_Pump] = []
 
-    async def _wait(self, fd: int, write: bool) -> None:
-        fut = self.loop.create_future()
-        if write:
-            self.loop.add_writer(fd, _done, fut)
-        else:
-            self.loop.add_reader(fd, _done, fut)
-        try:
-            await fut
-        finally:
-            if write:
-                self.loop.remove_writer(fd)
-            else:
-                self.loop.remove_reader(fd)
-
-    def _count(self, direction: str, n: int) -> None:
-        self.last_activity = self.loop.time()
-        if direction == "in":
-            self.backend.bytes_in += n
-        else:
-            self.backend.bytes_out += n
-
-    async def _pump_splice(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
-        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            try:
-                fcntl.fcntl(wfd, F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:
-                pass  # above /proc/sys/fs/pipe-max-size: keep the default size
-            sfd, dfd = src.fileno(), dst.fileno()
-            flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
-            pending = 0
-            while True:
-                if pending == 0:
-                    try:
-                        pending = os.splice(sfd, wfd, SPLICE_CHUNK, flags=flags)
-                    except BlockingIOError:
-                        await self._wait(sfd, False)
-                        continue
-                    if pending == 0:
-                        return
-                try:
-                    moved = os.splice(rfd, dfd, pending, flags=flags)
-                except BlockingIOError:
-                    await self._wait(dfd, True)
-                    continue
-                pending -= moved
-                self._count(direction, moved)
-        finally:
-            os.close(rfd)
-            os.close(wfd)
-
-    async def _pump_copy(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
-        buf = bytearray(COPY_CHUNK)
-        view = memoryview(buf)
-        while True:
-            try:
-                n = src.recv_into(buf)
-            except BlockingIOError:
-                await self._wait(src.fileno(), False)
-                continue
-            if n == 0:
-                return
-            sent = 0
-            while sent < n:
-                try:
-                    sent += dst.send(view[sent:n])
-                except BlockingIOError:
-                    await self._wait(dst.fileno(), True)
-            self._count(direction, n)
-
-    async def _direction(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
-        try:
-            if self.opts.splice and HAVE_SPLICE:
-                try:
-                    await self._pump_splice(src, dst, direction)
-                except OSError as e:
-                    if e.errno not in (errno.EINVAL, errno.ENOSYS):
-                        raise
-                    await self._pump_copy(src, dst, direction)  # splice unsupported here
-            else:
-                await self._pump_copy(src, dst, direction)
-            # EOF from src: pass it on, keep the other direction flowing.
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            if not self.half_closed:
-                self.half_closed = True
-                self.backend.active -= 1
-                self.backend.inactive += 1
-                self._arm_timer()
-        except asyncio.CancelledError:
-            raise
-        except OSError as e:
-            self.abort(f"{direction}: {e.strerror or e}", reset=True)
+    def direction_finished(self) -> None:
+        if all(p.done for p in self._pumps):
+            self._close(reset=False)
+        elif not self.half_closed:
+            self.half_closed = True
+            self.backend.active -= 1
+            self.backend.inactive += 1
+            self._arm_timer()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -190,44 +291,77 @@ class TcpConnection:
         self._timer = None
         limit = self.opts.half_close_timeout if self.half_closed else self.opts.idle_timeout
         if self.loop.time() - self.last_activity >= limit:
-            self.abort("idle timeout", reset=True)
+            self.abort("idle timeout")
         else:
             self._arm_timer()
 
     def abort(self, reason: str, reset: bool = True) -> None:
+        """Close both sides now (reset by default): drain timeout, idle timeout, errors."""
         if not self.reason:
             self.reason = reason
-        self._reset = self._reset or reset
-        for t in self._tasks:
-            t.cancel()
+        self._close(reset)
+
+    def _close(self, reset: bool) -> None:
+        if self._closed is None or self._closed.done():
+            return
+        for p in self._pumps:
+            p.release()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        close = reset_close if reset else socket.socket.close
+        close(self.client)
+        close(self.upstream)
+        self._closed.set_result(None)
 
     async def run(self) -> None:
         self.backend.active += 1
         self.backend.connections += 1
-        self._arm_timer()
-        self._tasks = [self.loop.create_task(self._direction(self.client, self.upstream, "in")),
-                       self.loop.create_task(self._direction(self.upstream, self.client, "out"))]
+        self._closed = self.loop.create_future()
+        use_splice = self.opts.splice and HAVE_SPLICE
         try:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._pumps = [_Pump(self, self.client, self.upstream, True, use_splice),
+                           _Pump(self, self.upstream, self.client, False, use_splice)]
+            for p in self._pumps:
+                p.start()
+            self._arm_timer()
+            await self._closed
+        except BaseException:
+            self._close(reset=True)
+            raise
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
             if self.half_closed:
                 self.backend.inactive -= 1
             else:
                 self.backend.active -= 1
-            close = reset_close if self._reset else socket.socket.close
-            close(self.client)
-            close(self.upstream)
+
+
+def _connect_timeout(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 async def connect_backend(loop: asyncio.AbstractEventLoop, b: Backend, timeout: float) -> socket.socket:
+    """A non-blocking connect with a timeout, without a task or wait_for per connection."""
     family = socket.AF_INET6 if ":" in b.ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.wait_for(loop.sock_connect(sock, (b.ip, b.port)), timeout)
+        err = sock.connect_ex((b.ip, b.port))
+        if err in (errno.EINPROGRESS, errno.EAGAIN):
+            fut = loop.create_future()
+            fd = sock.fileno()
+            loop.add_writer(fd, _done, fut)
+            timer = loop.call_later(timeout, _connect_timeout, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_writer(fd)
+                timer.cancel()
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
     except BaseException:
         sock.close()
         raise
