@@ -236,6 +236,7 @@ def test_nft_list_ruleset_traces_like_the_transaction(netns):
 def test_large_nft_listing_is_read_lazily_with_the_same_answers(netns):
     from svcnet.netfilter.addr import LocalAddresses
     from svcnet.netfilter.nft import parse_nft
+    from svcnet.netfilter.nft_lazy import load_nft
     from svcnet.netfilter.trace import trace_packet
     from svcnet.netfilter.trace_nft import NftEngine
 
@@ -248,7 +249,7 @@ def test_large_nft_listing_is_read_lazily_with_the_same_answers(netns):
     listed = in_ns(netns, "nft", "list", "ruleset")
     assert listed.count("\n") > 5000
     local = LocalAddresses([NODE_IP])
-    lazy, eager = parse_nft(listed), parse_nft(listed, lazy=False)
+    lazy, eager = load_nft(listed), parse_nft(listed, lazy=False)
     assert type(lazy.tables["ip kube-proxy"].chains) is not dict  # read block by block
     for packet in [
         Packet("10.0.0.2", "172.30.1.150", 80),

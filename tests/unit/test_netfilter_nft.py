@@ -298,9 +298,11 @@ def big_transaction(services: int = 500) -> str:
 
 def test_large_rule_sets_are_read_lazily_with_the_same_answers():
     from svcnet.netfilter.nft import LazyNftRule
+    from svcnet.netfilter.nft_lazy import load_nft
 
     text = big_transaction()
-    lazy = parse_nft(text)
+    lazy = load_nft(text)
+    assert lazy.rule_loader is not None  # the fast reader took it
     table = lazy.tables["ip t"]
     assert not table.sets["service-ips"].exact  # elements not read yet
     assert all(isinstance(r, LazyNftRule) for r in lazy.rules_of(table, table.chains["svc-7"]))

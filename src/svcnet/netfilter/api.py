@@ -55,10 +55,10 @@ def _trace_text(mode: str, text: str, packet: Packet, node: Node) -> TraceResult
         )
         engine = IptablesEngine(ruleset, local, primary)
     elif mode == "nftables":
-        from svcnet.netfilter.nft import parse_nft
+        from svcnet.netfilter.nft_lazy import load_nft
         from svcnet.netfilter.trace_nft import NftEngine
 
-        engine = NftEngine(parse_nft(text), local, primary)
+        engine = NftEngine(load_nft(text), local, primary)
         notes = []
     else:
         raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")

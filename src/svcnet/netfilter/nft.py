@@ -14,155 +14,46 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 from svcnet.netfilter.addr import Net, parse_addr, parse_net
 from svcnet.netfilter.errors import RuleParseError
-from svcnet.netfilter.iptables import LineIndex
+from svcnet.netfilter.nft_model import (
+    CT_STATES,
+    FAMILIES,
+    FIELDS,
+    PRIORITY_NAMES,
+    PROTO_NUMBERS,
+    SHORT_FIELDS,
+    TYPE_NAMES,
+    VERDICT_WORDS,
+    Expr,
+    NftChain,
+    NftRule,
+    NftRuleset,
+    NftSet,
+    NftTable,
+    Tok,
+    Verdict,
+)
 
-FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
-PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
-CT_STATES = {"new", "established", "related", "invalid", "untracked"}
-PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
-VERDICT_WORDS = {"accept", "drop", "reject", "return", "continue", "jump", "goto", "queue"}
-
-# Selector -> value type.
-FIELDS: dict[str, str] = {
-    "ip saddr": "addr",
-    "ip daddr": "addr",
-    "ip6 saddr": "addr",
-    "ip6 daddr": "addr",
-    "meta l4proto": "proto",
-    "ip protocol": "proto",
-    "ip6 nexthdr": "proto",
-    "th dport": "port",
-    "th sport": "port",
-    "tcp dport": "port",
-    "tcp sport": "port",
-    "udp dport": "port",
-    "udp sport": "port",
-    "sctp dport": "port",
-    "sctp sport": "port",
-    "fib daddr type": "fibtype",
-    "fib saddr type": "fibtype",
-    "ct state": "ctstate",
-    "ct status": "ctstatus",
-    "ct mark": "int",
-    "meta mark": "int",
-    "meta iifname": "ifname",
-    "meta oifname": "ifname",
-    "meta iif": "ifname",
-    "meta oif": "ifname",
-    "meta nfproto": "nfproto",
-}
-SHORT_FIELDS = {
-    "mark": "meta mark",
-    "iifname": "meta iifname",
-    "oifname": "meta oifname",
-    "iif": "meta iif",
-    "oif": "meta oif",
-    "l4proto": "meta l4proto",
-}
-TYPE_NAMES = {
-    "ipv4_addr": "addr",
-    "ipv6_addr": "addr",
-    "inet_proto": "proto",
-    "inet_service": "port",
-    "mark": "int",
-    "ifname": "ifname",
-    "verdict": "verdict",
-    "ct_state": "ctstate",
-}
+__all__ = [
+    "FAMILIES",
+    "LAZY_MIN_LINES",
+    "Expr",
+    "LazyNftRule",
+    "NftChain",
+    "NftRule",
+    "NftRuleset",
+    "NftSet",
+    "NftTable",
+    "Tok",
+    "Verdict",
+    "parse_nft",
+    "parse_value",
+]
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};,\n]|[^\s{};,"]+')
-
-
-@dataclass(slots=True)
-class Tok:
-    text: str
-    line: int
-
-
-@dataclass
-class Verdict:
-    kind: str  # accept drop reject return continue jump goto queue
-    target: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.target}" if self.target else self.kind
-
-
-@dataclass
-class NftSet:
-    name: str
-    key_types: list[str]
-    data_type: str | None  # "verdict" for a verdict map, None for a set
-    flags: set[str] = field(default_factory=set)
-    exact: dict[tuple, object] = field(default_factory=dict)  # key -> data (None for sets)
-    ranged: list[tuple[tuple, object]] = field(default_factory=list)  # keys with CIDRs / ranges
-    dynamic: bool = False  # filled by the packet path itself (affinity): empty for a new flow
-    line_no: int = 0
-    # Elements as written (line number, text inside the braces), read on first lookup: a map
-    # of 10,000 services costs nothing until a packet needs it.
-    pending: list[tuple[int, str]] = field(default_factory=list)
-    loader: Callable[[NftSet], None] | None = None
-
-    unscanned: bool = False  # elements still to be located in the text (_FastTransaction)
-
-    def load(self) -> None:
-        if (self.pending or self.unscanned) and self.loader is not None:
-            self.loader(self)
-
-    def clear(self) -> None:
-        self.pending.clear()
-        self.exact.clear()
-        self.ranged.clear()
-
-    def add(self, key: tuple, data: object) -> None:
-        for part in key:
-            if part.__class__ is tuple and part[0] == "range":
-                self.ranged.append((key, data))
-                return
-        self.exact[key] = data
-
-    def remove(self, key: tuple) -> None:
-        self.exact.pop(key, None)
-        self.ranged = [(k, d) for k, d in self.ranged if k != key]
-
-    def size(self) -> int:
-        self.load()
-        return len(self.exact) + len(self.ranged)
-
-
-@dataclass
-class Expr:
-    """One statement of a rule."""
-
-    kind: str  # match | vmap | numgen | verdict | nat | markset | noop | assumed
-    fields: list[str] = field(default_factory=list)
-    mask: tuple[str, int] | None = None  # ("and"/"or"/"xor", value) applied to the field
-    op: str = "=="
-    values: list[tuple] | None = None  # literal rhs: list of keys (anonymous set)
-    set_ref: str | None = None
-    mapping: list[tuple[tuple, Verdict]] | None = None  # anonymous vmap
-    verdict: Verdict | None = None
-    nat: tuple[str, str | None, int | None] | None = None  # (dnat|snat|masquerade|redirect, ip, port)
-    mark: tuple[str, int] | None = None  # ("set"|"or"|"xor"|"and", value)
-    modulus: int = 0
-    offset: int = 0
-    text: str = ""
-
-
-@dataclass
-class NftRule:
-    table: str
-    chain: str
-    line_no: int
-    text: str
-    exprs: list[Expr]
-    comment: str | None = None
 
 
 class LazyNftRule:
@@ -187,55 +78,6 @@ class LazyNftRule:
         return _RuleParser(self.parser, self.table, toks, self.line_no).parse(self.chain, self.text)
 
 
-@dataclass
-class NftChain:
-    name: str
-    rules: list[NftRule | LazyNftRule] = field(default_factory=list)
-    hook: str | None = None
-    chain_type: str | None = None
-    priority: int = 0
-    policy: str = "accept"
-    line_no: int = 0
-
-
-@dataclass
-class NftTable:
-    family: str
-    name: str
-    chains: dict[str, NftChain] = field(default_factory=dict)
-    sets: dict[str, NftSet] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.family} {self.name}"
-
-
-@dataclass
-class NftRuleset:
-    tables: dict[str, NftTable] = field(default_factory=dict)  # "family name" -> table
-    # For a large transaction read by _FastTransaction: finds a chain's rules on first use.
-    rule_loader: Callable[[NftTable, NftChain], list[LazyNftRule]] | None = None
-    loaded: set[int] = field(default_factory=set)
-
-    def rules_of(self, table: NftTable, chain: NftChain) -> list[NftRule | LazyNftRule]:
-        if self.rule_loader is not None and id(chain) not in self.loaded:
-            self.loaded.add(id(chain))
-            chain.rules.extend(self.rule_loader(table, chain))
-        return chain.rules
-
-    def base_chains(self, hook: str, version: int) -> list[tuple[NftTable, NftChain]]:
-        """Base chains registered on `hook` for packets of IP `version`, in priority order."""
-        families = ("ip", "inet") if version == 4 else ("ip6", "inet")
-        found = [
-            (t, c)
-            for t in self.tables.values()
-            if t.family in families
-            for c in t.chains.values()
-            if c.hook == hook
-        ]
-        return sorted(found, key=lambda tc: tc[1].priority)
-
-
 # Below this many lines every rule and element is read at once, so that any error is reported
 # up front; above it they are read when a packet first needs them (see docs/trace.md).
 LAZY_MIN_LINES = 5000
@@ -245,11 +87,6 @@ def parse_nft(text: str, lazy: bool | None = None) -> NftRuleset:
     """Parse an `nft -f` transaction or `nft list ruleset` output. RuleParseError names the line."""
     if lazy is None:
         lazy = text.count("\n") >= LAZY_MIN_LINES
-    if lazy:
-        reader = _FastListing if text.lstrip().startswith("table ") else _FastTransaction
-        fast = reader(text).parse()
-        if fast is not None:
-            return fast
     parser = _Parser(text)
     ruleset = parser.parse()
     if not lazy:
@@ -1209,331 +1046,6 @@ def _nat_target(text: str) -> tuple[str | None, int | None]:
     host = host.split("-")[0]
     parse_addr(host)
     return host, port
-
-
-class _SparseLines(dict):
-    """The lines of a large text that were looked at, by index, for error messages."""
-
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        self.count = count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index: int) -> str:
-        return self.get(index, "")
-
-
-class _LazyDict(dict):
-    """Chains (or sets) of one table: those already read, plus ones located in the text (with
-    one search) the first time something names them."""
-
-    def __init__(self, finder: Callable[[str], object]) -> None:
-        super().__init__()
-        self.finder = finder
-        self.absent: set[str] = set()
-        self.busy: set[str] = set()
-
-    def _find(self, name: str) -> object:
-        if name in self.absent or name in self.busy:
-            return None
-        self.busy.add(name)  # the finder may look the name up while building it
-        try:
-            found = self.finder(name)
-        finally:
-            self.busy.discard(name)
-        if found is None:
-            self.absent.add(name)
-        else:
-            dict.__setitem__(self, name, found)
-        return found
-
-    def __contains__(self, name: object) -> bool:
-        return dict.__contains__(self, name) or (isinstance(name, str) and self._find(name) is not None)
-
-    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
-        found = dict.get(self, name)
-        if found is None:
-            found = self._find(name)
-        return default if found is None else found
-
-    def __getitem__(self, name: str) -> object:
-        found = self.get(name)
-        if found is None:
-            raise KeyError(name)
-        return found
-
-
-_ChainDict = _LazyDict
-
-
-# Lines other than `add rule`, `add element` and `add chain` (found at C speed); chains
-# declared with a `{ type ... hook ... }` body are searched for separately.
-_OTHER_LINE = re.compile(r"\n(?!add rule |add element |add chain |[ \t]*(?:\n|$)|[ \t]*#)")
-_CHAIN_WITH_BODY = re.compile(r"\nadd chain [^\n{]*\{")
-
-
-class _FastTransaction:
-    """A large `nft -f` transaction read without walking its lines one by one: the few
-    statements that declare tables, sets, maps and base chains go through the token parser;
-    `add chain`, `add rule` and `add element` lines are located with one C-level search per
-    chain or set, when a packet needs them. Anything else (flush, delete, insert, `table {`
-    blocks) returns None, and the line-by-line parser reads the text instead."""
-
-    def __init__(self, text: str) -> None:
-        self.t = text
-        self.index = LineIndex(text)
-        self.parser = _Parser("")
-        self.parser.lines = _SparseLines(text.count("\n") + 1)  # type: ignore[assignment]
-
-    def line_at(self, pos: int) -> tuple[int, str]:
-        """(line number, text) of the line starting at offset `pos`."""
-        end = self.t.find("\n", pos)
-        text = self.t[pos : end if end >= 0 else len(self.t)]
-        no = self.index.line_of(pos)
-        self.parser.lines[no - 1] = text
-        return no, text
-
-    def parse(self) -> NftRuleset | None:
-        t = self.t
-        starts = [m.start() + 1 for m in _OTHER_LINE.finditer(t)]
-        starts += [m.start() + 1 for m in _CHAIN_WITH_BODY.finditer(t)]
-        first_end = t.find("\n")
-        first = "\n" + t[: first_end if first_end >= 0 else len(t)]
-        if _OTHER_LINE.match(first) or _CHAIN_WITH_BODY.match(first):
-            starts.append(0)
-        starts.sort()
-        if len(starts) > 5000:
-            return None
-        parser = self.parser
-        consumed = -1
-        for pos in starts:
-            if pos <= consumed:
-                continue  # a continuation line of the previous statement
-            no, line = self.line_at(pos)
-            words = line.split()
-            if words[:1] != ["add"] or words[1:2] == ["rule"]:
-                return None  # flush/delete/insert/`table {`, or a rule over several lines
-            # the statement runs on while its braces are open
-            lines_text = [line]
-            depth = _brace_delta(line)
-            end = pos + len(line)
-            while depth > 0:
-                if end >= len(t):
-                    raise RuleParseError(no, line, "`{` is never closed")
-                _, more = self.line_at(end + 1)
-                lines_text.append(more)
-                depth += _brace_delta(more)
-                end += 1 + len(more)
-            consumed = end
-            toks: list[Tok] = []
-            for k, text in enumerate(lines_text):
-                toks.extend(Tok(m.group(0), no + k) for m in _TOKEN.finditer(_strip_hash_comment(text)))
-                toks.append(Tok("\n", no + k))
-            parser.toks, parser.i = toks, 0
-            while True:
-                parser.skip_newlines()
-                if parser.peek() is None:
-                    break
-                parser.command()
-        ruleset = parser.ruleset
-        for table in ruleset.tables.values():
-            declared = table.chains
-            table.chains = _ChainDict(lambda name, table=table: self.find_chain(table, name))
-            dict.update(table.chains, declared)
-            for nset in table.sets.values():
-                nset.loader = lambda nset, table=table: self.load_elements(table, nset)
-                nset.unscanned = True
-        ruleset.rule_loader = self.load_rules
-        return ruleset
-
-    def find_chain(self, table: NftTable, name: str) -> NftChain | None:
-        needle = f"\nadd chain {table.family} {table.name} {name}"
-        pos = self.t.find(needle)
-        while pos >= 0:
-            after = pos + len(needle)
-            if after >= len(self.t) or self.t[after] in "\n \t":
-                no, _ = self.line_at(pos + 1)
-                return NftChain(name, line_no=no)
-            pos = self.t.find(needle, after)
-        return None
-
-    def load_rules(self, table: NftTable, chain: NftChain) -> list[LazyNftRule]:
-        prefix = f"add rule {table.family} {table.name} {chain.name} "
-        needle = "\n" + prefix
-        rules = []
-        pos = self.t.find(needle)
-        while pos >= 0:
-            no, line = self.line_at(pos + 1)
-            rules.append(LazyNftRule(self.parser, table, chain.name, no, line[len(prefix) :], line.strip()))
-            pos = self.t.find(needle, pos + 1 + len(line))
-        return rules
-
-    def load_elements(self, table: NftTable, nset: NftSet) -> None:
-        t = self.t
-        needle = f"\nadd element {table.family} {table.name} {nset.name} {{"
-        found = []
-        pos = t.find(needle)
-        no = self.index.line_of(pos + 1) if pos >= 0 else 0
-        last = pos
-        while pos >= 0:
-            no += t.count("\n", last, pos)  # counted as we go: one pass over the text
-            end = t.find("\n", pos + 1)
-            line = t[pos + 1 : end if end >= 0 else len(t)]
-            self.parser.lines[no - 1] = line
-            found.append((no, line[len(needle) - 1 :].rstrip()[:-1]))
-            last = pos
-            pos = t.find(needle, pos + 1 + len(line))
-        nset.loader = self.parser.load_set
-        nset.unscanned = False
-        nset.pending[:0] = found
-        self.parser.load_set(nset)
-
-
-# `nft list ruleset` output: only table blocks at the left margin, and inside a table only
-# set/map/chain blocks, comments and flags one tab in. Anything else: the line parser.
-_LISTING_OUTSIDE = re.compile(
-    r"\n(?!\t|table \S+ \S+ \{[ \t]*(?:\n|$)|\}[ \t]*(?:\n|$)|[ \t]*(?:\n|$)|[ \t]*#)"
-)
-_LISTING_TABLE_LEVEL = re.compile(
-    r"\n\t(?!set \S+ \{|map \S+ \{|chain \S+ \{|comment |flags |\}|\t|[ \t]*(?:\n|$))"
-)
-_LISTING_HOOK = re.compile(r"\n\t\ttype \S+ hook ")
-
-
-class _FastListing:
-    """A large `nft list ruleset` dump read block by block: a chain or set block is located
-    with one search when something names it (base chains up front, found by their `type ...
-    hook` line), and its rules and elements are parsed when a packet needs them."""
-
-    def __init__(self, text: str) -> None:
-        self.t = "\n" + text if not text.startswith("\n") else text
-        self.shift = 1 if not text.startswith("\n") else 0
-        self.index = LineIndex(self.t, first=1 - self.shift)
-        self.parser = _Parser("")
-        self.parser.lines = _SparseLines(text.count("\n") + 1)  # type: ignore[assignment]
-
-    def line_no(self, pos: int) -> int:
-        return self.index.line_of(pos)
-
-    def parse(self) -> NftRuleset | None:
-        t = self.t
-        if _LISTING_OUTSIDE.search(t) or _LISTING_TABLE_LEVEL.search(t):
-            return None
-        ruleset = self.parser.ruleset
-        pos = t.find("\ntable ")
-        if pos < 0:
-            return None
-        spans: list[tuple[NftTable, int, int]] = []
-        while pos >= 0:
-            head_end = t.find("\n", pos + 1)
-            words = t[pos + 1 : head_end].split()
-            if len(words) != 4 or words[1] not in FAMILIES:
-                return None
-            end = t.find("\n}", head_end)
-            if end < 0:
-                return None
-            table = self.parser.table_of(words[1], words[2], create=True)
-            spans.append((table, head_end, end))
-            pos = t.find("\ntable ", end + 2)
-        for table, start, end in spans:
-            table.chains = _LazyDict(lambda name, tb=table, a=start, b=end: self.find_chain(tb, name, a, b))
-            table.sets = _LazyDict(lambda name, tb=table, a=start, b=end: self.find_set(tb, name, a, b))
-            for m in _LISTING_HOOK.finditer(t, start, end):
-                header = t.rfind("\n\tchain ", start, m.start())
-                name = t[header + len("\n\tchain ") : t.find(" {", header)]
-                table.chains.get(_unquote(name))
-        return ruleset
-
-    def _header(self, needle: str, start: int, end: int) -> int:
-        """Offset of a block header line `needle` (possibly followed by `# handle N`)."""
-        pos = self.t.find(needle, start, end)
-        while pos >= 0 and self.t[pos + len(needle) : pos + len(needle) + 1] not in ("\n", " ", ""):
-            pos = self.t.find(needle, pos + 1, end)
-        return pos
-
-    def block(self, header: int, end: int) -> tuple[int, list[tuple[int, str]]]:
-        """(line number of the header, [(line number, text)] of the block's inner lines)."""
-        t = self.t
-        close = t.find("\n\t}", header + 1, end + 1)
-        if close < 0:
-            raise RuleParseError(
-                self.line_no(header + 1), t[header + 1 : t.find("\n", header + 1)], "block is not closed"
-            )
-        first = self.line_no(header + 1)
-        body = t[t.find("\n", header + 1) + 1 : close].split("\n")
-        lines = [(first + 1 + k, line) for k, line in enumerate(body)]
-        for no, line in lines:
-            self.parser.lines[no - 1] = line
-        self.parser.lines[first - 1] = t[header + 1 : t.find("\n", header + 1)]
-        return first, lines
-
-    def find_chain(self, table: NftTable, name: str, start: int, end: int) -> NftChain | None:
-        header = self._header(f"\n\tchain {name} {{", start, end)
-        if header < 0:
-            return None
-        first, lines = self.block(header, end)
-        chain = NftChain(name, line_no=first)
-        parser = self.parser
-        for no, raw in lines:
-            line = _strip_hash_comment(raw).strip()
-            if not line:
-                continue
-            if line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
-                parser.toks = [Tok(m.group(0), no) for m in _TOKEN.finditer(line)] + [Tok("\n", no)]
-                parser.i = 0
-                word = parser.peek()
-                if word == "type":
-                    parser.chain_spec(chain)
-                else:
-                    parser.i += 1
-                    value = parser.word(word or "")
-                    if word == "policy":
-                        chain.policy = value
-            else:
-                chain.rules.append(LazyNftRule(parser, table, name, no, line, line))
-        return chain
-
-    def find_set(self, table: NftTable, name: str, start: int, end: int) -> NftSet | None:
-        header = -1
-        kind = "set"
-        for kind in ("set", "map"):
-            header = self._header(f"\n\t{kind} {name} {{", start, end)
-            if header >= 0:
-                break
-        if header < 0:
-            return None
-        first, lines = self.block(header, end)
-        toks: list[Tok] = []
-        elements: list[tuple[int, str]] = []
-        k = 0
-        while k < len(lines):
-            no, raw = lines[k]
-            line = _strip_hash_comment(raw).strip()
-            if line.startswith("elements = {"):
-                parts = [line]
-                depth = _brace_delta(line)
-                while depth > 0 and k + 1 < len(lines):
-                    k += 1
-                    more = lines[k][1].strip()
-                    parts.append(more)
-                    depth += _brace_delta(more)
-                text = " ".join(parts)
-                elements.append((no, text[len("elements = {") : text.rindex("}")]))
-            elif line:
-                toks.extend(Tok(m.group(0), no) for m in _TOKEN.finditer(line))
-                toks.append(Tok("\n", no))
-            k += 1
-        parser = self.parser
-        parser.toks, parser.i = [*toks, Tok("}", first + len(lines) + 1)], 0
-        parser.set_body(table, name, Tok(kind, first))
-        nset = dict.get(table.sets, name)
-        if nset is None:
-            raise RuleParseError(first, parser.lines[first - 1], f"{kind} {name} has no type")
-        dict.pop(table.sets, name, None)  # the lazy dict records it when this returns
-        nset.pending.extend(elements)
-        return nset
 
 
 @lru_cache(maxsize=4096)
