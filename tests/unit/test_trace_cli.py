@@ -153,3 +153,11 @@ def test_text_is_coloured_on_a_terminal():
     text = out.getvalue()
     assert "\x1b[" in text  # colours on a terminal
     assert "10.0.0.2 → 172.30.0.46:80/tcp: rejected by filter KUBE-SERVICES" in text
+
+
+def test_binary_dump_is_refused_clearly(app, tmp_path):
+    dump = tmp_path / "dump.bin"
+    dump.write_bytes(b"*nat\n\xff\xfe\x00garbage\n")
+    res = run(app, ["--rules", str(dump), "--src", "10.0.0.2", "--dst", "172.30.0.46:80"])
+    assert res.exit_code == 2
+    assert "is not UTF-8 text" in res.stderr and "Traceback" not in res.output

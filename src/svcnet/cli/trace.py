@@ -51,13 +51,15 @@ def render_rules(mode: str, files: list[str], node_config: object) -> str:
 
 
 def _read_rules(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
     try:
+        if path == "-":
+            return sys.stdin.read()
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except OSError as exc:
         _fail(f"cannot read --rules {path}: {exc.strerror}")
+    except UnicodeDecodeError as exc:
+        _fail(f"--rules {path} is not UTF-8 text (byte {exc.start}): give an iptables-save or nft dump")
     return ""
 
 
