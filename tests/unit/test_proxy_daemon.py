@@ -102,3 +102,46 @@ def test_dual_stack_node_gets_a_proxier_per_family_primary_first() -> None:
     assert [p.node.family for p in daemon.proxiers] == ["IPv4", "IPv6"]
     assert [p.node.local_cidr for p in daemon.proxiers] == ["10.0.0.0/8", "fd00:10::/64"]
     assert daemon.proxiers[1].service_health is None  # health-check ports served once
+
+
+async def test_file_daemon_survives_a_malformed_objects_file(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import yaml
+
+    caplog.set_level(logging.ERROR)
+    objects = tmp_path / "objects.yaml"
+
+    def write(text: str) -> None:
+        tmp = tmp_path / "objects.tmp"
+        tmp.write_text(text)
+        tmp.replace(objects)
+
+    def docs(ip: str) -> str:
+        return yaml.safe_dump_all([
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+             "spec": {"clusterIP": "172.30.0.5", "ports": [{"name": "http", "port": 80}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+             "metadata": {"name": "web-1", "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": "web"}},
+             "endpoints": [{"addresses": [ip]}], "ports": [{"name": "http", "port": 8080}]}])
+
+    write(docs("10.0.0.1"))
+    ipt = FakeIPTables()
+    opts = DaemonOptions(files=[str(objects)], min_sync_period=0.05, file_poll_interval=0.05,
+                         node=NodeConfig(node_name="n1", node_ips=["192.168.0.2"]),
+                         healthz_bind_address=f"127.0.0.1:{_free_port()}", metrics_bind_address="")
+    daemon = ProxyDaemon(opts, ipt=ipt, conntrack=NoConntrack())
+    task = asyncio.create_task(daemon.run(install_signal_handlers=False))
+    try:
+        await _until(lambda: any("10.0.0.1:8080" in t for t in ipt.restores), what="first sync")
+        syncs = len(ipt.restores)
+        write("kind: Service\nmetadata: [broken\n")
+        await _until(lambda: "not reloading objects" in caplog.text, what="reload error")
+        assert str(objects) in caplog.text and "document 1" in caplog.text
+        assert len(ipt.restores) == syncs and not task.done()  # rules and daemon untouched
+        write(docs("10.0.0.2"))
+        await _until(lambda: "10.0.0.2:8080" in ipt.restores[-1], what="sync after the fix")
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 10) == 0
