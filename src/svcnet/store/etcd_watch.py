@@ -12,6 +12,7 @@ nothing, because a cancelled read leaves the received bytes in aiohttp's buffer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,9 @@ class EtcdWatch:
             self._take(message)
 
     async def _open(self) -> None:
+        if self._failures:
+            # A member that keeps cancelling (no leader) is not hammered: back off a little.
+            await asyncio.sleep(min(0.05 * self._failures, 0.5))
         request: dict[str, Any] = {
             "key": b64(self._key),
             "range_end": b64(self._range_end),
