@@ -12,11 +12,8 @@ from svcnet.client.cache import object_key
 from svcnet.client.informer import InformerSource
 from svcnet.controllers.base import Controller, rfc3339_nano
 from svcnet.controllers.endpoints.desired import TRIGGER_TIME_ANNOTATION, desired_endpoints, needs_update
-from svcnet.controllers.endpointslice.controller import (
-    pod_relevant_state,
-    selects,
-    service_selector,
-)
+from svcnet.controllers.endpointslice.controller import pod_relevant_state
+from svcnet.controllers.selection import Selection, service_selector
 
 Obj = dict[str, Any]
 
@@ -29,6 +26,7 @@ class EndpointsController(Controller):
         self.services = source.store("services")
         self.pods = source.store("pods")
         self.endpoints = source.store("endpoints")
+        self.selection = Selection(source)
         source.add_handler("services", self._enqueue, lambda _o, n: self._enqueue(n), self._enqueue)
         source.add_handler("pods", self._pod_added, self._pod_updated, self._pod_added)
         # Endpoints whose Service is gone are cleaned up (upstream queues every Endpoints at start).
@@ -43,13 +41,7 @@ class EndpointsController(Controller):
             self.queue.add(object_key(ep))
 
     def _services_for(self, *pods: Obj) -> set[str]:
-        namespace = (pods[0].get("metadata") or {}).get("namespace")
-        keys = set()
-        for svc in self.services.list(namespace):
-            selector = service_selector(svc)
-            if selector and any(selects(selector, (p.get("metadata") or {}).get("labels")) for p in pods):
-                keys.add(object_key(svc))
-        return keys
+        return {object_key(svc) for svc in self.selection.services_for(*pods)}
 
     def _pod_added(self, pod: Obj) -> None:
         for key in self._services_for(pod):
@@ -76,8 +68,7 @@ class EndpointsController(Controller):
         selector = service_selector(svc)
         if selector is None:
             return  # ExternalName, or selectorless: the user owns the Endpoints
-        pods = [p for p in self.pods.list(namespace)
-                if selects(selector, (p.get("metadata") or {}).get("labels"))]
+        pods = self.selection.pods_of(svc)
         desired = desired_endpoints(svc, pods)
         if not needs_update(current, desired):
             return

@@ -30,26 +30,12 @@ from svcnet.controllers.endpointslice.desired import (
     pod_is_ready,
 )
 from svcnet.controllers.endpointslice.reconciler import TRIGGER_TIME_ANNOTATION, reconcile
+from svcnet.controllers.selection import Selection, service_selector
 
 Obj = dict[str, Any]
 
 # Upstream delays syncs triggered by slice changes by at least a second (endpointSliceChangeMinSyncDelay).
 SLICE_CHANGE_DELAY = 1.0
-
-
-def selects(selector: dict[str, str] | None, labels: dict[str, str] | None) -> bool:
-    if not selector:
-        return False
-    labels = labels or {}
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
-def service_selector(service: Obj) -> dict[str, str] | None:
-    """A Service's selector, None when it has none (an empty map decodes to none upstream)."""
-    spec = service.get("spec") or {}
-    if spec.get("type") == "ExternalName":
-        return None
-    return spec.get("selector") or None
 
 
 def pod_relevant_state(pod: Obj) -> tuple:
@@ -91,6 +77,7 @@ class EndpointSliceController(Controller):
         self.pods = source.store("pods")
         self.nodes = source.store("nodes")
         self.slices = source.store("endpointslices")
+        self.selection = Selection(source)
         source.add_indexer("endpointslices", INDEX_SERVICE, endpointslice_service_index)
         source.add_handler("services", self._service_added, self._service_updated, self._service_deleted)
         source.add_handler("pods", self._pod_added, self._pod_updated, self._pod_deleted)
@@ -112,14 +99,7 @@ class EndpointSliceController(Controller):
         self.queue.add(object_key(svc))
 
     def _services_for_pod(self, pod: Obj, *more: Obj) -> set[str]:
-        namespace = (pod.get("metadata") or {}).get("namespace")
-        label_sets = [(p.get("metadata") or {}).get("labels") for p in (pod, *more)]
-        keys = set()
-        for svc in self.services.list(namespace):
-            selector = service_selector(svc)
-            if selector and any(selects(selector, labels) for labels in label_sets):
-                keys.add(object_key(svc))
-        return keys
+        return {object_key(svc) for svc in self.selection.services_for(pod, *more)}
 
     def _pod_added(self, pod: Obj) -> None:
         for key in self._services_for_pod(pod):
@@ -209,8 +189,7 @@ class EndpointSliceController(Controller):
         selector = service_selector(svc)
         if selector is None:
             return  # selectorless (user-managed slices) or ExternalName
-        pods = [p for p in self.pods.list(namespace)
-                if selects(selector, (p.get("metadata") or {}).get("labels"))]
+        pods = self.selection.pods_of(svc)
         nodes = {(n.get("metadata") or {}).get("name", ""): n for n in self.nodes.list()}
         desired = desired_state(svc, pods, nodes)
         existing = [
