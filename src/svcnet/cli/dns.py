@@ -47,6 +47,8 @@ def dns_command(
                         help="IP:PORT resolver for names outside the zones (repeatable).")] = None,
     metrics_listen: Annotated[str | None, typer.Option("--metrics-listen",
                               help="HOST:PORT for /metrics, /health and /ready.")] = None,
+    autopath: Annotated[bool, typer.Option("--autopath", help="Server-side search path for queries "
+                        "from pods (CoreDNS's autopath @kubernetes; needs --pods verified).")] = False,
     workers: Annotated[int, typer.Option(help="Processes sharing the port (SO_REUSEPORT).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -85,6 +87,8 @@ def dns_command(
             metrics_at = parse_host_port(metrics_listen)
         except ValueError as e:
             _fail(f"--metrics-listen: {e}")
+    if autopath and pods != "verified":
+        _fail("--autopath needs --pods verified (the client's pod is found by its IP)")
     if workers < 1:
         _fail("--workers must be at least 1")
     local_ip = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -107,8 +111,8 @@ def dns_command(
                 _die_with_parent()
                 break
             children.append(pid)
-    service = DnsService(zone_options, ServerOptions(host, port, tuple(upstreams), reuse_port=workers > 1),
-                         metrics_at)
+    server_options = ServerOptions(host, port, tuple(upstreams), reuse_port=workers > 1, autopath=autopath)
+    service = DnsService(zone_options, server_options, metrics_at)
 
     async def main() -> None:
         if filename:

@@ -477,8 +477,10 @@ class ZoneLookup:
 
     # -- handler.go ServeDNS -------------------------------------------------------------------
 
-    async def answer(self, name: Labels, zone: Labels, qtype: int) -> Result:
-        st = _State(name, OWNER, zone, qtype)
+    async def answer(self, name: Labels, zone: Labels, qtype: int, owner: NameRef = OWNER) -> Result:
+        """The reply for ``name`` (lowercase labels) in ``zone``; ``owner`` is how answer
+        records name it (the query's own name unless autopath asks on another's behalf)."""
+        st = _State(name, owner, zone, qtype)
         ctx = _Ctx()
         records: list[RR] | None = []
         extra: list[RR] = []
@@ -503,7 +505,7 @@ class ZoneLookup:
         elif qtype == TYPE_NS and name == zone:
             records, extra = self.ns(st)
         else:
-            fake = _State(name, OWNER, zone, TYPE_A)
+            fake = _State(name, owner, zone, TYPE_A)
             found, _ = await self.address(fake, [], _Ctx(fake=True))
             records = None if found is None else []
         if records is None:

@@ -21,7 +21,7 @@ import dns.flags
 import dns.message
 import dns.opcode
 
-from svcnet.dns import wire
+from svcnet.dns import autopath, wire
 from svcnet.dns.forward import Forwarder, TooManyQueries
 from svcnet.dns.index import ClusterIndex
 from svcnet.dns.lookup import ZoneLookup, ZoneOptions
@@ -43,6 +43,7 @@ class ServerOptions:
     port: int = 53
     upstreams: tuple[tuple[str, int], ...] = ()
     reuse_port: bool = False
+    autopath: bool = False  # needs the pod index (--pods verified)
 
 
 class DnsServer:
@@ -61,6 +62,10 @@ class DnsServer:
             self.metrics.cache_size = lambda: len(fw)
         self.cache: dict[bytes, Template] = {}
         index.on_change(self.cache.clear)
+        # Autopath answers depend on the client's namespace: cached per (namespace, question).
+        self.autopath_pods = index.pods_by_ip if options.autopath else None
+        self.autopath_cache: dict[tuple[str, bytes], Template | None] = {}
+        index.on_change(self.autopath_cache.clear)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,8 +134,14 @@ class DnsServer:
                     self._observe(proto, addr, 0, reply, "", start)
                 return reply
         limit = q.udp_size if proto == "udp" else wire.TCP_MAX
-        template = self.cache.get(q.key)
+        template = None
         plugin = "kubernetes"
+        if self.autopath_pods and isinstance(addr, tuple) and addr[0] in self.autopath_pods:
+            template = await self._autopath(q, addr[0])
+            plugin = "autopath"
+        if template is None:
+            template = self.cache.get(q.key)
+            plugin = "kubernetes"
         if template is None:
             template, plugin = await self._template(q)
         out = materialize(template, q, limit)
@@ -174,6 +185,30 @@ class DnsServer:
                                ([], [], [])), "forward"
         return Forwarder.aged(entry), "forward"
 
+    async def _autopath(self, q: Query, client_ip: str) -> Template | None:
+        namespace = autopath.pod_namespace(self.lookup, client_ip)
+        if namespace is None:
+            return None
+        key = (namespace, q.key)
+        if key in self.autopath_cache:
+            return self.autopath_cache[key]
+        qname = q.qname.lower()
+        generation = self.index.generation
+        found = await autopath.expand(self.lookup, self.forwarder, namespace, _labels(qname),
+                                      _byte_labels(q.qname), q.qtype)
+        template = None
+        if found is not None:
+            labels = _labels(qname)
+            zone = self.lookup.zone_of(labels) or ()
+            zone_at = sum(len(x) + 1 for x in labels[:len(labels) - len(zone)])
+            template = wire.render(qname, q.qtype, q.qclass, zone_at, found.rcode, True,
+                                   (found.answer, found.authority, found.additional))
+        if (found is None or not found.dynamic) and generation == self.index.generation:
+            if len(self.autopath_cache) >= TEMPLATE_CACHE_LIMIT:
+                self.autopath_cache.clear()
+            self.autopath_cache[key] = template  # None: autopath does not apply
+        return template
+
     def _remember(self, key: bytes, template: Template) -> None:
         if len(self.cache) >= TEMPLATE_CACHE_LIMIT:
             self.cache.clear()
@@ -187,6 +222,15 @@ def _labels(qname: bytes) -> tuple[str, ...]:
         ln = qname[i]
         out.append(qname[i + 1:i + 1 + ln].decode("latin-1"))
         i += ln + 1
+    return tuple(out)
+
+
+def _byte_labels(qname: bytes) -> tuple[bytes, ...]:
+    out = []
+    i = 0
+    while qname[i]:
+        out.append(qname[i + 1:i + 1 + qname[i]])
+        i += qname[i] + 1
     return tuple(out)
 
 
@@ -239,7 +283,7 @@ class _Udp(asyncio.DatagramProtocol):
         server = self.server
         start = _perf()
         q = parse_fast(data)
-        if q is not None:
+        if q is not None and not (server.autopath_pods and addr[0] in server.autopath_pods):
             template = server.cache.get(q.key)
             if template is not None:
                 self.transport.sendto(materialize(template, q, q.udp_size), addr)  # type: ignore[union-attr]

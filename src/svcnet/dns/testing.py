@@ -30,13 +30,13 @@ class ThreadedDns:
         source: object = None,
         host: str = "127.0.0.1",
         source_factory: Any = None,
+        autopath: bool = False,
         **zone_options: Any,
     ) -> None:
         labels = tuple(tuple(z.rstrip(".").lower().split(".")) for z in zones)
         options = ZoneOptions(zones=labels, local_ips=(host,), **zone_options)
-        self.service = DnsService(
-            options, ServerOptions(host, 0, tuple(upstreams)), (host, 0) if metrics else None
-        )
+        server_options = ServerOptions(host, 0, tuple(upstreams), autopath=autopath)
+        self.service = DnsService(options, server_options, (host, 0) if metrics else None)
         self.objects = objects
         self.source = source
         self.source_factory = source_factory  # called on the server's loop (informers bind to it)
