@@ -243,6 +243,18 @@ class NetnsLab:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
+@pytest.fixture
+def root_netns() -> None:
+    """Skip (with the reason) unless the test can create network namespaces."""
+    require_root_netns()
+
+
+@pytest.fixture
+def unbuilt_netns_lab(root_netns: None, tmp_path: Path) -> NetnsLab:
+    """A lab the test builds and tears down itself (to test the lab's own cleanup)."""
+    return NetnsLab(workdir=tmp_path)
+
+
 @pytest.fixture(scope="module")
 def netns_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsLab]:
     require_root_netns()

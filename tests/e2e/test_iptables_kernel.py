@@ -230,11 +230,8 @@ def test_rules_stay_after_shutdown_and_cleanup_removes_them(cluster: Cluster) ->
     assert "KUBE-" not in lab.run(lab.node, "iptables-save", "-t", "filter").stdout
 
 
-def test_lab_teardown_removes_everything_even_after_a_failure(tmp_path: Path) -> None:
-    from conftest import NetnsLab, require_root_netns
-
-    require_root_netns()
-    lab = NetnsLab(workdir=tmp_path)
+def test_lab_teardown_removes_everything_even_after_a_failure(unbuilt_netns_lab: NetnsLab) -> None:
+    lab = unbuilt_netns_lab
     try:
         lab.build()
         pod = lab.add_pod("x", "10.244.0.50")
@@ -255,15 +252,13 @@ GOLDEN = Path(__file__).parent.parent / "unit" / "golden" / "iptables"
 
 
 @pytest.mark.parametrize("fixture", sorted(p.stem for p in GOLDEN.glob("*.yaml")))
-def test_every_golden_rendering_loads_into_the_kernel(fixture: str, tmp_path: Path) -> None:
+def test_every_golden_rendering_loads_into_the_kernel(fixture: str, root_netns: None) -> None:
     """The text each golden fixture renders to (as the daemon would write it) is accepted by
     iptables-restore / ip6tables-restore, chains, matches and targets included."""
-    from conftest import require_root_netns
     from svcnet.proxy.config import NodeConfig
     from svcnet.proxy.objects import load_files
     from svcnet.proxy.render import render_full
 
-    require_root_netns()
     ipv6 = fixture == "ipv6"
     node = NodeConfig(family="IPv6" if ipv6 else "IPv4", node_name="test-node",
                       node_ips=["2001:db8::1" if ipv6 else "192.168.0.2"],
@@ -284,10 +279,7 @@ def test_every_golden_rendering_loads_into_the_kernel(fixture: str, tmp_path: Pa
         subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
 
 
-def test_backend_detection_follows_the_rules_already_on_the_node() -> None:
-    from conftest import require_root_netns
-
-    require_root_netns()
+def test_backend_detection_follows_the_rules_already_on_the_node(root_netns: None) -> None:
     if not (shutil.which("iptables-legacy") and shutil.which("iptables-nft")):
         pytest.skip("needs both iptables-legacy and iptables-nft")
     netns = f"svt{os.urandom(3).hex()}d"
