@@ -31,17 +31,21 @@ NODE_NAME = "node1"
 SVC = {  # name -> cluster IP
     "spread": "10.96.0.10", "hairpin": "10.96.0.11", "noeps": "10.96.0.12", "np-cluster": "10.96.0.13",
     "np-local": "10.96.0.14", "extip": "10.96.0.15", "affinity": "10.96.0.16", "removal": "10.96.0.17",
-    "udp": "10.96.0.18",
+    "udp": "10.96.0.18", "lb-allow": "10.96.0.19", "lb-deny": "10.96.0.20",
 }
+LB_ALLOW, LB_DENY = "192.168.70.10", "192.168.70.11"
 EXTERNAL_IP = "192.168.60.10"
 
 
-def service(name: str, port: int = 80, protocol: str = "TCP", **spec) -> dict:
+def service(name: str, port: int = 80, protocol: str = "TCP", lb_ip: str | None = None, **spec) -> dict:
     port_spec = {"name": "p", "port": port, "protocol": protocol}
     if "nodePort" in spec:
         port_spec["nodePort"] = spec.pop("nodePort")
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": name},
-            "spec": {"clusterIP": SVC[name], "ports": [port_spec], **spec}}
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": "default", "name": name},
+           "spec": {"clusterIP": SVC[name], "ports": [port_spec], **spec}}
+    if lb_ip:
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": lb_ip}]}}
+    return obj
 
 
 def slice_(name: str, ips: list[str], port: int = 8080, protocol: str = "TCP") -> dict:
@@ -96,12 +100,17 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
                             sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}}),
         "removal": service("removal"),
         "udp": service("udp", port=53, protocol="UDP"),
+        "lb-allow": service("lb-allow", type="LoadBalancer", nodePort=30090, lb_ip=LB_ALLOW,
+                            loadBalancerSourceRanges=[f"{lab.client_ip}/32"]),
+        "lb-deny": service("lb-deny", type="LoadBalancer", nodePort=30091, lb_ip=LB_DENY,
+                           loadBalancerSourceRanges=["203.0.113.0/24"]),
     }
     c.slices = {
         "spread": slice_("spread", [e1.ip, e2.ip]), "hairpin": slice_("hairpin", [e1.ip]),
         "np-cluster": slice_("np-cluster", [e1.ip]), "np-local": slice_("np-local", [e1.ip]),
         "extip": slice_("extip", [e1.ip, e2.ip]), "affinity": slice_("affinity", [e1.ip, e2.ip]),
         "removal": slice_("removal", [e1.ip, e2.ip]), "udp": slice_("udp", [e1.ip], 5353, "UDP"),
+        "lb-allow": slice_("lb-allow", [e1.ip]), "lb-deny": slice_("lb-deny", [e1.ip]),
     }
     c.write()
     healthz = free_port()
@@ -111,7 +120,7 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
               "--healthz-bind-address", f"127.0.0.1:{healthz}",
               "--metrics-bind-address", "", log_name="proxy")
     c.healthz = healthz
-    c.wait_nat(lambda t: "10.244.0.13" not in t and t.count("DNAT") >= 11, "first sync")
+    c.wait_nat(lambda t: "10.244.0.13" not in t and t.count("DNAT") >= 13, "first sync")
     return c
 
 
@@ -164,6 +173,13 @@ def test_external_ip_from_outside(cluster: Cluster) -> None:
     lab = cluster.lab
     replies = lab.tcp(lab.client, EXTERNAL_IP, 80, count=30)
     assert set(names(replies)) == {"e1", "e2"}, replies
+
+
+def test_load_balancer_source_ranges(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert names(lab.tcp(lab.client, LB_ALLOW, 80, count=2)) == {"e1": 2}
+    # not in the source ranges: not DNATed, dropped by KUBE-PROXY-FIREWALL (a timeout, no reply)
+    assert lab.tcp(lab.client, LB_DENY, 80, timeout=1.0) == ["ERR:timeout"]
 
 
 def test_session_affinity_is_sticky(cluster: Cluster) -> None:
