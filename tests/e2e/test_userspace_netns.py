@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -125,3 +126,65 @@ def test_rules_are_only_in_the_lab_namespace(lab_with_pods: NetnsLab):
     if res.returncode == 0 and res.stdout.strip():
         names = [t["table"]["name"] for t in json.loads(res.stdout)["nftables"] if "table" in t]
         assert "svcnet-userspace" not in names
+
+
+QUICK = """apiVersion: v1
+kind: Service
+metadata: {{name: quick, namespace: default, annotations: {{svcnet.io/scheduler: rr}}}}
+spec:
+  ports: [{{name: web, port: 18080, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: quick-manual, namespace: default, labels: {{kubernetes.io/service-name: quick}}}}
+addressType: IPv4
+ports: [{{name: web, port: 8080, protocol: TCP}}]
+endpoints: [{endpoints}]
+"""
+
+
+def test_loopback_service_range_through_the_api_needs_no_rules(lab_with_pods: NetnsLab):
+    """The non-root quick start, inside the node namespace: `svcnet server
+    --service-cluster-ip-range 127.96.0.0/16` allocates a ClusterIP the proxy binds directly
+    (`svcnet proxy userspace --kubeconfig`); no REDIRECT rule is written. (Endpoint addresses
+    may not be loopback, as upstream validates, so the pods' addresses need the lab.)"""
+    lab = lab_with_pods
+    data = lab.workdir / "api-data"
+    server = lab.start(lab.node, sys.executable, "-m", "svcnet", "server", "--data-dir", str(data),
+                       "--listen", "127.0.0.1:0", "--service-cluster-ip-range", "127.96.0.0/16",
+                       "--log-level", "warning", log_name="apiserver")
+    proxy = None
+    try:
+        lab.wait_for(lambda: (data / "server-url").exists() and (data / "admin.kubeconfig").exists(),
+                     timeout=30, what="API server")
+        kubeconfig = str(data / "admin.kubeconfig")
+        manifest = lab.workdir / "quick.yaml"
+
+        def apply(pods: list[str]) -> None:
+            eps = ", ".join(f"{{addresses: [{lab.pods[p].ip}], conditions: {{ready: true}}}}" for p in pods)
+            manifest.write_text(QUICK.format(endpoints=eps))
+            lab.run(lab.node, "kubectl", "--kubeconfig", kubeconfig, "apply", "-f", str(manifest))
+
+        apply(["pa", "pb"])
+        cip = lab.run(lab.node, "kubectl", "--kubeconfig", kubeconfig, "get", "svc", "quick",
+                      "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+        assert cip.startswith("127.96."), cip
+        proxy = lab.start(lab.node, sys.executable, "-m", "svcnet", "proxy", "userspace",
+                          "--kubeconfig", kubeconfig, "--node-name", "node",
+                          "--healthz-bind-address", "127.0.0.1:10266", "--metrics-bind-address", "",
+                          log_name="proxy-api")
+        lab.wait_for(lambda: lab.tcp(lab.node, cip, 18080, count=1, timeout=1)[0].split()[0] in ("pa", "pb"),
+                     timeout=20, what="the ClusterIP served")
+        got = Counter(line.split()[0] for line in lab.tcp(lab.node, cip, 18080, count=4))
+        assert got == {"pa": 2, "pb": 2}
+        apply(["pb"])
+        deadline = time.monotonic() + 10
+        while {line.split()[0] for line in lab.tcp(lab.node, cip, 18080, count=3)} != {"pb"}:
+            assert time.monotonic() < deadline, "the proxy did not follow the EndpointSlice update"
+            time.sleep(0.2)
+        assert "KUBE-PORTALS" not in _rules(lab, "iptables")
+        assert "svcnet-userspace" not in _rules(lab, "nftables")
+    finally:
+        if proxy is not None:
+            lab.stop(proxy)
+        lab.stop(server)

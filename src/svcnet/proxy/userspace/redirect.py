@@ -87,15 +87,19 @@ class Redirector:
         self.backend = backend
         self.ipv6 = ipv6
         self.last_text: str | None = None
-        self._ipt = None
-        if backend == "iptables":
-            from svcnet.proxy.apply.iptables import IPTables
-
-            self._ipt = IPTables(ipv6=ipv6)
+        self._iptables = "ip6tables" if ipv6 else "iptables"
 
     def render(self, entries: list[RedirectEntry]) -> str:
         render = render_iptables if self.backend == "iptables" else render_nft
         return render(entries, self.ipv6)
+
+    @staticmethod
+    def _run(args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(args, input=text, capture_output=True, text=True, check=False, timeout=30)
+
+    def _jump(self, op: str, src: str, chain: str, comment: str) -> subprocess.CompletedProcess:
+        return self._run([self._iptables, "-w", "5", "-t", "nat", op, src,
+                          "-m", "comment", "--comment", comment, "-j", chain])
 
     def apply(self, entries: list[RedirectEntry]) -> bool:
         """Install the rules (skipped when unchanged); False after logging a failure."""
@@ -103,16 +107,20 @@ class Redirector:
         if text == self.last_text:
             return True
         try:
-            if self._ipt is not None:
-                self._ipt.restore_all(text)
+            if self.backend == "iptables":
+                res = self._run([f"{self._iptables}-restore", "-w", "5", "--noflush"], text)
+                if res.returncode != 0:
+                    raise RuntimeError(f"{self._iptables}-restore failed: {res.stderr.strip()}")
                 for src, chain, comment in _JUMPS:
-                    self._ipt.ensure_rule("nat", src, ["-m", "comment", "--comment", comment, "-j", chain])
+                    if self._jump("-C", src, chain, comment).returncode != 0:
+                        res = self._jump("-I", src, chain, comment)
+                        if res.returncode != 0:
+                            raise RuntimeError(f"cannot add the jump to {chain}: {res.stderr.strip()}")
             else:
-                res = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True,
-                                     check=False)
+                res = self._run(["nft", "-f", "-"], text)
                 if res.returncode != 0:
                     raise RuntimeError(f"nft -f failed: {res.stderr.strip()}")
-        except Exception as e:
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
             log.error("installing REDIRECT rules failed: %s", e)
             self.last_text = None
             return False
@@ -122,14 +130,15 @@ class Redirector:
     def cleanup(self) -> None:
         """Remove our rules (listeners die with the process: leaving rules would black-hole)."""
         try:
-            if self._ipt is not None:
+            if self.backend == "iptables":
                 for src, chain, comment in _JUMPS:
-                    self._ipt.delete_rule("nat", src, ["-m", "comment", "--comment", comment, "-j", chain])
-                    self._ipt.flush_and_delete_chain("nat", chain)
+                    while self._jump("-D", src, chain, comment).returncode == 0:
+                        pass
+                    self._run([self._iptables, "-w", "5", "-t", "nat", "-F", chain])
+                    self._run([self._iptables, "-w", "5", "-t", "nat", "-X", chain])
             else:
                 family = "ip6" if self.ipv6 else "ip"
-                subprocess.run(["nft", "delete", "table", family, NFT_TABLE], capture_output=True,
-                               check=False)
-        except Exception as e:
+                self._run(["nft", "delete", "table", family, NFT_TABLE])
+        except (OSError, subprocess.SubprocessError) as e:
             log.error("removing REDIRECT rules failed: %s", e)
         self.last_text = None
