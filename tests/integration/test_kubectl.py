@@ -466,3 +466,29 @@ def test_output_matches_kube_apiserver_for_fixed_objects(kubectl: Kubectl) -> No
 
     text = wait_for(described) or kubectl.out("describe", "svc", "fixed-clusterip", "-n", ns)
     assert text.splitlines() == EXPECTED_DESCRIBE_SVC.splitlines()
+
+
+def test_generator_commands_sent_as_protobuf(kubectl: Kubectl) -> None:
+    """`kubectl create namespace|service|deployment` use the typed client, which sends protobuf."""
+    assert kubectl.out("create", "namespace", "kt-proto").strip() == "namespace/kt-proto created"
+    ns = "kt-proto"
+    out = kubectl.out("create", "service", "nodeport", "np", "-n", ns, "--tcp=80:8080", "--node-port=31777")
+    assert out.strip() == "service/np created"
+    svc = json.loads(kubectl.out("get", "svc", "np", "-n", ns, "-o", "json"))
+    assert svc["spec"]["selector"] == {"app": "np"}
+    assert svc["spec"]["ports"] == [
+        {"name": "80-8080", "nodePort": 31777, "port": 80, "protocol": "TCP", "targetPort": 8080}
+    ]
+    out = kubectl.out(
+        "create", "deployment", "web", "-n", ns, "--image=svcnet/echo", "--replicas=2", "--port=80"
+    )
+    assert out.strip() == "deployment.apps/web created"
+    dep = json.loads(kubectl.out("get", "deploy", "web", "-n", ns, "-o", "json"))
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert (container["name"], container["image"]) == ("echo", "svcnet/echo")
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert kubectl.out("expose", "deploy", "web", "-n", ns, "--port=8080", "--target-port=80").strip() == (
+        "service/web exposed"
+    )

@@ -168,6 +168,10 @@ def decode_object(body: bytes, content_type: str, kind: str) -> tuple[dict[str, 
 
     Returns (object, duplicate-field paths). Errors are 400s shaped like upstream's
     transformDecodeError; ``kind`` is the Kind the URL expects."""
+    if content_type == "application/vnd.kubernetes.protobuf":
+        from svcnet.apiserver import protobuf  # kubectl's typed generators send protobuf
+
+        return protobuf.decode(body, kind), []
     if content_type in YAML_TYPES:
         decoder = decode_yaml
     elif content_type in JSON_TYPES or content_type == "":
