@@ -568,3 +568,30 @@ def test_cli_serves_files_and_follows_changes(tmp_path: Path):
                 p.kill()
                 p.wait()
     assert proxy.returncode == 0, proxy.stderr.read()
+
+
+async def test_active_checks_mark_a_dead_endpoint_down_and_back_up(backends, proxies):
+    proxy = proxies(health_check_interval=1.0)
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    bport = backends[0].port
+    await proxy.apply(service("hc", cip, port, bport),
+                      endpoint_slice("hc", bport, [(b.ip, "ready") for b in backends[:2]]))
+    pool = proxy.runtime("hc").pool
+    await proxy.proxier.active_check()
+    assert all(b.down_until == 0 for b in pool.current.values())
+    await backends[1].stop()
+    await proxy.proxier.active_check()
+    dead = pool.current[f"{backends[1].ip}:{bport}"]
+    assert dead.down_until > time.monotonic()
+    assert {await ask(cip, port) for _ in range(6)} == {"be1"}  # no retry needed: it is skipped
+    assert dead.retries == 0
+    await backends[1].start()
+    await proxy.proxier.active_check()
+    assert dead.down_until == 0
+
+
+async def test_unknown_scheduler_annotation_falls_back_to_the_default(backends, proxies, caplog):
+    proxy, cip, port = await setup_service(lambda: proxies(scheduler="rr"), backends, scheduler="fastest")
+    assert proxy.runtime("web").scheduler == "rr"
+    assert "unknown svcnet.io/scheduler 'fastest'" in caplog.text
+    assert Counter([await ask(cip, port) for _ in range(8)]) == {"be1": 2, "be2": 2, "be3": 2, "be4": 2}
