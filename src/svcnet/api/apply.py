@@ -135,9 +135,15 @@ def _item_key(item: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def flatten(
-    obj: dict[str, Any], api_version: str, kind: str, subresource: str | None = None
+    obj: dict[str, Any],
+    api_version: str,
+    kind: str,
+    subresource: str | None = None,
+    containers: bool = False,
 ) -> dict[Path, Any]:
-    """Every owned path of ``obj`` with its value (``_PRESENT`` for list items). Server-owned
+    """Every owned path of ``obj`` with its value (``_PRESENT`` for list items; with
+    ``containers`` also for non-empty maps and list-maps, which Update operations own as
+    upstream's object comparison does). Server-owned
     metadata is left out; so is ``status`` for the main resource and everything but ``status``
     for the status subresource."""
     model = schema.model_class(api_version, kind)
@@ -157,13 +163,15 @@ def flatten(
             trimmed = {k: v for k, v in value.items() if k not in _SERVER_METADATA}
             if not trimmed:
                 continue
-            _walk(trimmed, fields[key][1], _struct_name(model), key, path, out)
+            _walk(trimmed, fields[key][1], _struct_name(model), key, path, out, containers)
             continue
-        _walk(value, fields[key][1], _struct_name(model), key, path, out)
+        _walk(value, fields[key][1], _struct_name(model), key, path, out, containers)
     return out
 
 
-def _walk(value: Any, typ: Any, parent: str, name: str, path: Path, out: dict[Path, Any]) -> None:
+def _walk(
+    value: Any, typ: Any, parent: str, name: str, path: Path, out: dict[Path, Any], containers: bool = False
+) -> None:
     if typ.kind == "model" and isinstance(value, dict):
         struct = _struct_name(typ.model)
         if not value or struct in ATOMIC_STRUCTS:
@@ -172,20 +180,24 @@ def _walk(value: Any, typ: Any, parent: str, name: str, path: Path, out: dict[Pa
         fields = schema._fields(typ.model)
         for key, child in value.items():
             if key in fields:
-                _walk(child, fields[key][1], struct, key, (*path, f"f:{key}"), out)
+                _walk(child, fields[key][1], struct, key, (*path, f"f:{key}"), out, containers)
         return
     if typ.kind == "map" and isinstance(value, dict):
         if not value or (parent, name) in ATOMIC_MAPS:
             out[path] = value
             return
+        if containers:
+            out[path] = _PRESENT
         for key, child in value.items():
-            _walk(child, typ.elem, parent, name, (*path, f"f:{key}"), out)
+            _walk(child, typ.elem, parent, name, (*path, f"f:{key}"), out, containers)
         return
     if typ.kind == "list" and isinstance(value, list):
         list_type, keys = _list_semantics(parent, name)
         if list_type == "atomic" or not value:
             out[path] = value
             return
+        if containers:
+            out[path] = _PRESENT
         if list_type == "set":
             for item in value:
                 out[(*path, f"v:{_dumps(item)}")] = item
@@ -198,7 +210,7 @@ def _walk(value: Any, typ: Any, parent: str, name: str, path: Path, out: dict[Pa
                 struct = _struct_name(typ.elem.model)
                 for key, child in item.items():
                     if key in fields:
-                        _walk(child, fields[key][1], struct, key, (*item_path, f"f:{key}"), out)
+                        _walk(child, fields[key][1], struct, key, (*item_path, f"f:{key}"), out, containers)
         return
     out[path] = value
 
@@ -374,8 +386,8 @@ def record_update(
     entries = [
         Entry(e.manager, e.operation, e.api_version, e.time, e.subresource, set(e.fields)) for e in previous
     ]
-    new_flat = flatten(new_defaulted, api_version, kind, subresource)
-    old_flat = flatten(old, api_version, kind, subresource) if old is not None else {}
+    new_flat = flatten(new_defaulted, api_version, kind, subresource, containers=True)
+    old_flat = flatten(old, api_version, kind, subresource, containers=True) if old is not None else {}
     changed = {p for p, v in new_flat.items() if p not in old_flat or not _same(old_flat[p], v)}
     removed = set(old_flat) - set(new_flat)
     for entry in entries:
