@@ -758,26 +758,34 @@ def _ops_strategy() -> Any:
     return st.lists(st.one_of(single.map(lambda op: [op]), txn, compact), max_size=25)
 
 
-def test_random_operation_sequences_match_the_etcd_model(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_random_operation_sequences_match_the_etcd_model(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from hypothesis import HealthCheck, given, settings
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(_ops_strategy())
     def check(steps: list[Any]) -> None:
-        asyncio.run(_run_model_check(tmp_path_factory.mktemp("model"), steps))
+        asyncio.run(_run_model_check(OPENERS[backend](tmp_path_factory.mktemp("model")), steps))
 
     check()
 
 
-async def _run_model_check(tmp_path: Path, steps: list[Any]) -> None:
+async def _run_model_check(store: Store, steps: list[Any]) -> None:
+    """The model counts revisions from 0; the store's count from ``base``, its revision when
+    the example starts (0 for a new SQLite file, wherever the shared etcd is for etcd)."""
     model = _Model()
-    store = _open_sqlite(tmp_path)
     await store.start()
+    base = await store.current_revision()
+
+    def at(revision: int | None) -> int | None:  # model revision -> store revision
+        return revision if not revision else base + revision
+
     try:
         for step in steps:
             if isinstance(step, tuple):  # ("compact", revision)
                 target = min(step[1], model.revision)
-                await store.compact(target)
+                await store.compact(base + target)
                 model.compacted = max(model.compacted, target)
                 continue
             try:
@@ -788,14 +796,14 @@ async def _run_model_check(tmp_path: Path, steps: list[Any]) -> None:
                 if len(step) == 1 and step[0][0] != "put":
                     kind, key, value, expected = step[0]
                     if kind == "create":
-                        got: int | BaseException = (await store.create(key, value)).mod_revision
+                        got: int | BaseException = (await store.create(key, value)).mod_revision - base
                     elif kind == "update":
-                        got = (await store.update(key, value, expected)).mod_revision
+                        got = (await store.update(key, value, at(expected))).mod_revision - base
                     else:
-                        got = (await store.delete(key, expected)).mod_revision
+                        got = (await store.delete(key, at(expected))).mod_revision - base
                 else:
-                    ops = [Put(k, v, e) if kind == "put" else Delete(k, e) for kind, k, v, e in step]
-                    got = await store.txn(ops)
+                    ops = [Put(k, v, at(e)) if kind == "put" else Delete(k, at(e)) for kind, k, v, e in step]
+                    got = await store.txn(ops) - base
             except (KeyExistsError, KeyNotFoundError, CompareFailedError) as exc:
                 got = exc
             if isinstance(expected_revision, BaseException):
@@ -803,23 +811,28 @@ async def _run_model_check(tmp_path: Path, steps: list[Any]) -> None:
             else:
                 assert got == expected_revision
 
-        assert await store.current_revision() == model.revision
-        assert store.compacted_revision == model.compacted
+        assert await store.current_revision() == base + model.revision
+        assert max(store.compacted_revision - base, 0) == model.compacted
         for revision in range(max(model.compacted, 1), model.revision + 1):  # 0 means "latest"
             want = sorted((k, *v) for k, v in model.snapshots[revision].items() if k.startswith("/m/"))
-            result = await store.range("/m/", revision=revision)
-            assert [(kv.key, kv.value, kv.create_revision, kv.mod_revision) for kv in result.kvs] == want
+            result = await store.range("/m/", revision=base + revision)
+            got_kvs = [(kv.key, kv.value, kv.create_revision - base, kv.mod_revision - base)
+                       for kv in result.kvs]
+            assert got_kvs == want
             for key in _KEYS:
-                kv = await store.get(key, revision)
-                assert (kv and (kv.value, kv.create_revision, kv.mod_revision)) == (
+                kv = await store.get(key, base + revision)
+                assert (kv and (kv.value, kv.create_revision - base, kv.mod_revision - base)) == (
                     model.snapshots[revision].get(key)
                 )
         if model.compacted > 1:
             with pytest.raises(CompactedError):
-                await store.get(_KEYS[0], model.compacted - 1)
-        watch = store.watch("/m/", model.compacted + 1)
+                await store.get(_KEYS[0], base + model.compacted - 1)
+        watch = store.watch("/m/", base + model.compacted + 1)
         want_events = [e for e in model.events if e[0] > model.compacted and e[2].startswith("/m/")]
-        got_events = [summary(await next_event(watch)) for _ in want_events]
+        got_events = []
+        for _ in want_events:
+            revision, *rest = summary(await next_event(watch))
+            got_events.append((revision - base, *rest))
         assert got_events == want_events
         await watch.aclose()
     finally:

@@ -257,10 +257,15 @@ class EtcdStore(Store):
     # -- writes --------------------------------------------------------------------------------------
 
     def _compare(self, key: str, expected: int | None) -> dict[str, Any]:
-        """mod_revision == expected, or (expected None) mod_revision > 0: the key exists."""
-        if expected is None:
-            return {"key": b64(self._full(key)), "target": "MOD", "result": "GREATER", "mod_revision": 0}
-        return {"key": b64(self._full(key)), "target": "MOD", "result": "EQUAL", "mod_revision": expected}
+        """mod_revision == expected (0: the key must not exist)."""
+        full = b64(self._full(key))
+        return {"key": full, "target": "MOD", "result": "EQUAL", "mod_revision": expected or 0}
+
+    def _must_exist(self, key: str, expected: int | None) -> list[dict[str, Any]]:
+        """Compares for an update or delete: the key exists (mod_revision > 0) and, when
+        ``expected`` is given, its mod_revision is exactly that."""
+        exists = {"key": b64(self._full(key)), "target": "MOD", "result": "GREATER", "mod_revision": 0}
+        return [exists] if expected is None else [exists, self._compare(key, expected)]
 
     def _range_op(self, key: str) -> dict[str, Any]:
         return {"request_range": {"key": b64(self._full(key))}}
@@ -297,7 +302,7 @@ class EtcdStore(Store):
         full = b64(self._full(key))
         ok, reply = await self._txn(
             {
-                "compare": [self._compare(key, expected_mod_revision)],
+                "compare": self._must_exist(key, expected_mod_revision),
                 "success": [{"request_put": {"key": full, "value": b64_bytes(value), "prev_kv": True}}],
                 "failure": [self._range_op(key)],
             }
@@ -315,7 +320,7 @@ class EtcdStore(Store):
         check_key(key)
         ok, reply = await self._txn(
             {
-                "compare": [self._compare(key, expected_mod_revision)],
+                "compare": self._must_exist(key, expected_mod_revision),
                 "success": [{"request_delete_range": {"key": b64(self._full(key)), "prev_kv": True}}],
                 "failure": [self._range_op(key)],
             }
@@ -361,7 +366,7 @@ class EtcdStore(Store):
                     compares.append(self._compare(op.key, op.expected_mod_revision))
                 success.append({"request_put": {"key": full, "value": b64_bytes(op.value)}})
             else:
-                compares.append(self._compare(op.key, op.expected_mod_revision))
+                compares += self._must_exist(op.key, op.expected_mod_revision)
                 success.append({"request_delete_range": {"key": full}})
         ok, reply = await self._txn(
             {"compare": compares, "success": success, "failure": [self._range_op(op.key) for op in ops]}
