@@ -30,18 +30,24 @@ import pytest
 SERVER = r'''
 import socket, sys, threading
 name, tcp_port, udp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def peer(addr):  # dual-stack sockets show IPv4 peers as ::ffff:a.b.c.d
+    return addr[0].removeprefix("::ffff:")
+def dual(kind):
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return s
 def tcp():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", tcp_port)); s.listen(128)
+    s = dual(socket.SOCK_STREAM); s.bind(("::", tcp_port)); s.listen(128)
     while True:
         c, addr = s.accept()
-        try: c.sendall(f"{name} {addr[0]}\n".encode())
+        try: c.sendall(f"{name} {peer(addr)}\n".encode())
         finally: c.close()
 def udp():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", udp_port))
+    u = dual(socket.SOCK_DGRAM); u.bind(("::", udp_port))
     while True:
         data, addr = u.recvfrom(2048)
-        u.sendto(f"{name} {addr[0]}".encode(), addr)
+        u.sendto(f"{name} {peer(addr)}".encode(), addr)
 threading.Thread(target=udp, daemon=True).start()
 print("ready", flush=True)
 tcp()
@@ -94,6 +100,7 @@ class Pod:
     name: str
     netns: str
     ip: str
+    ip6: str | None = None
 
 
 @dataclass
@@ -106,6 +113,11 @@ class NetnsLab:
     client_ip: str = "192.168.50.2"
     pod_gateway: str = "10.244.0.1"
     pod_cidr: str = "10.244.0.0/16"
+    # IPv6 side of the same topology (dual stack)
+    node_ip6: str = "fd00:50::1"
+    client_ip6: str = "fd00:50::2"
+    pod_gateway6: str = "fd00:10:244::1"
+    pod_cidr6: str = "fd00:10:244::/64"
     namespaces: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
     pods: dict[str, Pod] = field(default_factory=dict)
@@ -160,8 +172,16 @@ class NetnsLab:
         # would use up the per-host ICMP rate limit that REJECT's port-unreachable needs.
         for conf in ("all", "default", host):
             self.sysctl(node, f"net.ipv4.conf.{conf}.send_redirects", "0")
+        # IPv6 (nodad: addresses usable at once, no duplicate-address-detection delay)
+        self.sysctl(node, "net.ipv6.conf.all.forwarding", "1")
+        self.br_netfilter6 = self.sysctl(node, "net.bridge.bridge-nf-call-ip6tables", "1")
+        self.run(node, "ip", "-6", "addr", "add", f"{self.pod_gateway6}/64", "dev", "br0", "nodad")
+        self.run(node, "ip", "-6", "addr", "add", f"{self.node_ip6}/64", "dev", host, "nodad")
+        self.run(client, "ip", "-6", "addr", "add", f"{self.client_ip6}/64", "dev", peer, "nodad")
+        self.run(client, "ip", "-6", "route", "add", "default", "via", self.node_ip6)
+        self.run(node, "ip", "-6", "route", "add", "default", "via", self.client_ip6)
 
-    def add_pod(self, name: str, ip: str) -> Pod:
+    def add_pod(self, name: str, ip: str, ip6: str | None = None) -> Pod:
         netns = self._ns(f"{self.prefix}{name}")
         host, peer = self._link_name(), self._link_name()
         _sh("ip", "link", "add", host, "netns", self.node, "type", "veth",
@@ -174,7 +194,10 @@ class NetnsLab:
         self.run(netns, "ip", "addr", "add", f"{ip}/24", "dev", peer)
         self.run(netns, "ip", "link", "set", peer, "up")
         self.run(netns, "ip", "route", "add", "default", "via", self.pod_gateway)
-        pod = Pod(name, netns, ip)
+        if ip6:
+            self.run(netns, "ip", "-6", "addr", "add", f"{ip6}/64", "dev", peer, "nodad")
+            self.run(netns, "ip", "-6", "route", "add", "default", "via", self.pod_gateway6)
+        pod = Pod(name, netns, ip, ip6)
         self.pods[name] = pod
         return pod
 

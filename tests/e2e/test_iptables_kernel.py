@@ -32,8 +32,10 @@ SVC = {  # name -> cluster IP
     "spread": "10.96.0.10", "hairpin": "10.96.0.11", "noeps": "10.96.0.12", "np-cluster": "10.96.0.13",
     "np-local": "10.96.0.14", "extip": "10.96.0.15", "affinity": "10.96.0.16", "removal": "10.96.0.17",
     "udp": "10.96.0.18", "lb-allow": "10.96.0.19", "lb-deny": "10.96.0.20",
+    "dual": "10.96.0.21",
 }
 LB_ALLOW, LB_DENY = "192.168.70.10", "192.168.70.11"
+DUAL_V6 = "fd00:96::21"
 EXTERNAL_IP = "192.168.60.10"
 
 
@@ -48,11 +50,11 @@ def service(name: str, port: int = 80, protocol: str = "TCP", lb_ip: str | None 
     return obj
 
 
-def slice_(name: str, ips: list[str], port: int = 8080, protocol: str = "TCP") -> dict:
+def slice_(name: str, ips: list[str], port: int = 8080, protocol: str = "TCP", family: str = "IPv4") -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"namespace": "default", "name": f"{name}-1",
+            "metadata": {"namespace": "default", "name": f"{name}-{family.lower()}",
                          "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
+            "addressType": family,
             "endpoints": [{"addresses": [ip], "nodeName": NODE_NAME, "conditions": {"ready": True}}
                           for ip in ips],
             "ports": [{"name": "p", "port": port, "protocol": protocol}]}
@@ -84,10 +86,10 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
     if not lab.br_netfilter:
         pytest.skip("kernel lacks br_netfilter (net.bridge.bridge-nf-call-iptables): pod-to-service "
                     "replies on one bridge cannot be un-NATed")
-    e1 = lab.add_pod("e1", "10.244.0.11")
-    e2 = lab.add_pod("e2", "10.244.0.12")
-    e3 = lab.add_pod("e3", "10.244.0.13")
-    lab.add_pod("pc", "10.244.0.20")
+    e1 = lab.add_pod("e1", "10.244.0.11", "fd00:10:244::11")
+    e2 = lab.add_pod("e2", "10.244.0.12", "fd00:10:244::12")
+    e3 = lab.add_pod("e3", "10.244.0.13", "fd00:10:244::13")
+    lab.add_pod("pc", "10.244.0.20", "fd00:10:244::20")
     for pod in (e1, e2, e3):
         lab.start_server(pod)
     c = Cluster(lab, lab.workdir / "objects.yaml")
@@ -111,11 +113,16 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
         "extip": slice_("extip", [e1.ip, e2.ip]), "affinity": slice_("affinity", [e1.ip, e2.ip]),
         "removal": slice_("removal", [e1.ip, e2.ip]), "udp": slice_("udp", [e1.ip], 5353, "UDP"),
         "lb-allow": slice_("lb-allow", [e1.ip]), "lb-deny": slice_("lb-deny", [e1.ip]),
+        "dual-v4": slice_("dual", [e1.ip, e2.ip]),
+        "dual-v6": slice_("dual", [e1.ip6, e2.ip6], family="IPv6"),
     }
+    c.services["dual"] = service("dual", type="NodePort", nodePort=30100, ipFamilyPolicy="RequireDualStack",
+                                 ipFamilies=["IPv4", "IPv6"], clusterIPs=[SVC["dual"], DUAL_V6])
     c.write()
     healthz = free_port()
     lab.start(lab.node, sys.executable, "-m", "svcnet", "proxy", "--mode", "iptables", "-f", str(c.path),
-              "--node-name", NODE_NAME, "--node-ip", lab.node_ip, "--cluster-cidr", lab.pod_cidr,
+              "--node-name", NODE_NAME, "--node-ip", lab.node_ip, "--node-ip", lab.node_ip6,
+              "--cluster-cidr", lab.pod_cidr, "--cluster-cidr", lab.pod_cidr6,
               "--min-sync-period", "100ms", "--sync-period", "2s",
               "--healthz-bind-address", f"127.0.0.1:{healthz}",
               "--metrics-bind-address", "", log_name="proxy")
@@ -180,6 +187,23 @@ def test_load_balancer_source_ranges(cluster: Cluster) -> None:
     assert names(lab.tcp(lab.client, LB_ALLOW, 80, count=2)) == {"e1": 2}
     # not in the source ranges: not DNATed, dropped by KUBE-PROXY-FIREWALL (a timeout, no reply)
     assert lab.tcp(lab.client, LB_DENY, 80, timeout=1.0) == ["ERR:timeout"]
+
+
+def test_dual_stack_node_proxies_both_families(cluster: Cluster) -> None:
+    lab = cluster.lab
+    if not lab.br_netfilter6:
+        pytest.skip("kernel lacks bridge-nf-call-ip6tables")
+    nat6 = lab.run(lab.node, "ip6tables-save", "-t", "nat").stdout
+    assert f"-d {DUAL_V6}/128" in nat6 and "--to-destination [fd00:10:244::11]:8080" in nat6
+    replies = lab.tcp(lab.pods["pc"].netns, DUAL_V6, 80, count=30)
+    assert set(names(replies)) == {"e1", "e2"}, replies
+    assert all(r.split()[1] == "fd00:10:244::20" for r in replies)  # pod source kept
+    # NodePort over IPv6 from outside: masqueraded to the node's bridge address
+    outside = lab.tcp(lab.client, lab.node_ip6, 30100, count=20)
+    assert set(names(outside)) == {"e1", "e2"}, outside
+    assert {r.split()[1] for r in outside} == {lab.pod_gateway6}
+    # and the same service over IPv4
+    assert set(names(lab.tcp(lab.pods["pc"].netns, SVC["dual"], 80, count=30))) == {"e1", "e2"}
 
 
 def test_session_affinity_is_sticky(cluster: Cluster) -> None:
