@@ -418,12 +418,33 @@ class ResourceHandlers:
         applied, dups = codec.decode_object(body, "application/yaml", res.kind)
         with decoding_guard(res, applied):
             self.registry.check_type(res, applied)
+            unknown = hooks.unknown_fields(res.api_version, res.kind, applied)
+            if unknown:
+                # Upstream builds a typed object from the applied configuration and fails on
+                # any field the schema lacks, whatever fieldValidation says (with a 500).
+                problems = [f".{path}: field not declared in schema" for path in unknown]
+                text = (
+                    problems[0]
+                    if len(problems) == 1
+                    else "\n".join(["errors:", *("  " + p for p in problems)])
+                )
+                gvk = f"{res.group}/{res.version}, Kind={res.kind}"
+                raise StatusError(
+                    500, "", f"failed to create typed patch object ({ns or ''}/{name}; {gvk}): {text}"
+                )
             applied = ctx.decode_fields(res.api_version, res.kind, applied, dups, res.version)
 
             def merge(live: dict[str, Any] | None) -> dict[str, Any]:
                 return applylib.apply(
-                    live, applied, manager, res.api_version, res.kind, force=force,
-                    resource=res.plural, group=res.group, subresource=sub,
+                    live,
+                    applied,
+                    manager,
+                    res.api_version,
+                    res.kind,
+                    force=force,
+                    resource=res.plural,
+                    group=res.group,
+                    subresource=sub,
                 )
 
             for _ in range(2):
