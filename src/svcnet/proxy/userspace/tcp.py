@@ -208,6 +208,10 @@ class _Pump:
                     self.loop.add_writer(self.dfd, self._writable)
                     self.writing = True
                     return
+                if n < (SPLICE_CHUNK if self.pipe is not None else COPY_CHUNK) and n != COPY_CHUNK:
+                    # A short read emptied the socket (almost surely): skip the read that would
+                    # only say EAGAIN; level-triggered readiness calls again if more came.
+                    return
         except OSError as e:
             self._failed(e)
 
