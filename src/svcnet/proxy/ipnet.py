@@ -9,12 +9,15 @@ to ipaddress for IPv6.
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IPV4 = "IPv4"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")  # no leading zeros: already canonical
 IPV6 = "IPv6"
 
 
@@ -59,11 +62,8 @@ def normalize_ip(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
-    if ":" not in text:
-        parts = text.split(".")
-        if len(parts) == 4 and all(p.isdigit() and p.isascii() and (len(p) == 1 or p[0] != "0")
-                                   and len(p) <= 3 and int(p) <= 255 for p in parts):
-            return text
+    if _CANONICAL_V4.fullmatch(text):
+        return text
     addr = parse_ip(text)
     return None if addr is None else str(addr)
 
