@@ -157,6 +157,8 @@ def render_cmd(
         _fail(f"unknown mode {mode!r} (iptables, nftables or ipvs)")
     if not filename:
         _fail("-f OBJECTS is required")
+    if sort and mode != "iptables":
+        _fail("--sorted applies to --mode iptables only")
     node = build_node_config(node_name, node_ip, cluster_cidr, masquerade_all, masquerade_bit,
                              nodeport_addresses, localhost_nodeports, service_cidr, ip_family)
     try:

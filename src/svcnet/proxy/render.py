@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from svcnet.proxy import iptables
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.objects import Snapshot
 from svcnet.proxy.state import ProxyState
 
 MODES = ("iptables", "nftables", "ipvs")
-IMPLEMENTED_MODES = ("iptables",)
+
+
+def _iptables(svc_port_map, endpoints_map, node: NodeConfig) -> str:
+    return iptables.render(svc_port_map, endpoints_map, node).text
+
+
+def renderer(mode: str) -> Callable | None:
+    """The full-sync renderer of a mode: (svc_port_map, endpoints_map, node) -> text, or None
+    while the mode's backend is not in the tree (nftables and ipvs come with issue #7)."""
+    if mode == "iptables":
+        return _iptables
+    try:
+        module = importlib.import_module(f"svcnet.proxy.{mode}")
+    except ImportError:
+        return None
+    return getattr(module, "render_full", None)
+
+
+def implemented_modes() -> list[str]:
+    return [m for m in MODES if renderer(m) is not None]
 
 
 def state_from_snapshot(snapshot: Snapshot, node: NodeConfig) -> ProxyState:
@@ -21,8 +43,9 @@ def state_from_snapshot(snapshot: Snapshot, node: NodeConfig) -> ProxyState:
 
 
 def render_full(mode: str, snapshot: Snapshot, node: NodeConfig) -> str:
-    if mode not in IMPLEMENTED_MODES:
+    render = renderer(mode)
+    if render is None:
         raise NotImplementedError(f"proxy mode {mode!r} is not implemented yet (available: "
-                                  f"{', '.join(IMPLEMENTED_MODES)})")
+                                  f"{', '.join(implemented_modes())})")
     state = state_from_snapshot(snapshot, node)
-    return iptables.render(state.svc_port_map, state.endpoints_map, node).text
+    return render(state.svc_port_map, state.endpoints_map, node)
