@@ -101,6 +101,10 @@ async def test_one_member_down_loses_nothing_majority_down_is_a_clear_5xx(
         print(f"acknowledged {len(acknowledged)}, failed {len(failed)} {failed[:2]}; "
               f"no-quorum write answered {status} in {time.monotonic() - started:.1f}s: {body['message']}")
 
+        status, text = await rest.call("GET", "/readyz")
+        assert status == 500 and "[-]etcd failed" in text, (status, text)
+        assert (await rest.call("GET", "/livez"))[0] == 200  # alive, just not ready
+
         # Members return: the API recovers by itself and still holds every acknowledged write.
         for member in (victim, second):
             cluster.launch(member)

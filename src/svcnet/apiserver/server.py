@@ -28,7 +28,7 @@ from svcnet.apiserver.kubeconfig import (
 from svcnet.apiserver.metrics import ApiServerMetrics
 from svcnet.apiserver.options import ApiServerOptions
 from svcnet.apiserver.tls import ensure_pki, serving_hosts
-from svcnet.store import EtcdTLS, open_store
+from svcnet.store import EtcdTLS, Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from svcnet.controllers.manager import ControllerOptions
@@ -63,10 +63,26 @@ async def _health(request: web.Request) -> web.Response:
     if request.path.startswith("/readyz") and ready is not None and not ready.is_set():
         failing = "[-]svcnet-startup failed: not started yet\nreadyz check failed\n"
         return web.Response(status=500, text=failing)
+    name = request.path.strip("/").split("/")[0]
+    if name != "livez":  # as upstream: liveness does not depend on the datastore, readiness does
+        problem = await _datastore_problem(request.app[REGISTRY_KEY].store)
+        if problem is not None:
+            failing = f"[+]ping ok\n[-]etcd failed: {problem}\n{name} check failed\n"
+            return web.Response(status=500, text=failing)
     if "verbose" in request.query:
-        name = request.path.strip("/").split("/")[0]
         return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{name} check passed\n")
     return web.Response(text="ok")
+
+
+async def _datastore_problem(store: Store) -> str | None:
+    """Why the datastore cannot serve now (etcd without quorum, closed), or None."""
+    try:
+        await asyncio.wait_for(store.current_revision(), 2.0)
+    except TimeoutError:
+        return "no answer within 2s"
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 async def serve(config: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None,

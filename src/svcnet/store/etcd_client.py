@@ -135,6 +135,16 @@ class EtcdClient:
             except aiohttp.ClientConnectorError as exc:  # nothing was sent
                 last_problem = f"{self.urls[index]}: {exc.os_error or exc}"
                 self._rotate(index)
+            except aiohttp.ClientOSError as exc:
+                last_problem = f"{self.urls[index]}: {exc}"
+                self._rotate(index)
+                # A body that could not be written completely cannot have been applied (a
+                # pooled connection to a member that died): safe to send elsewhere.
+                if write and "Can not write request body" not in str(exc):
+                    raise UnavailableError(
+                        f"etcd did not confirm the write ({last_problem}); it may or may not have "
+                        "been applied: read it back or retry"
+                    ) from exc
             except (TimeoutError, aiohttp.ClientError) as exc:
                 last_problem = f"{self.urls[index]}: {type(exc).__name__} {exc}".strip()
                 self._rotate(index)
