@@ -284,7 +284,8 @@ def render_port(spn: ServicePortName, svc: ServicePortInfo, endpoints: Sequence[
                 allow_from_node = True
         if allow_from_node:
             sources += list(svc.load_balancer_vips)
-        chains[fw_chain].append(f"{ipx} saddr != {{ {', '.join(sources)} }} drop")
+        # knftables.Concat joins the "," tokens with spaces
+        chains[fw_chain].append(f"{ipx} saddr != {{ {' , '.join(sources)} }} drop")
 
     affinity = svc.session_affinity_client_ip
     if affinity:
@@ -459,7 +460,7 @@ class NftablesSyncer:
                                    'comment "Reject traffic to invalid ports of ClusterIPs"')
         cidrs = self.service_cidrs()
         if cidrs:
-            tx.rule(CLUSTER_IPS_CHECK, f"{ipx} daddr {{ {', '.join(cidrs)} }} drop "
+            tx.rule(CLUSTER_IPS_CHECK, f"{ipx} daddr {{ {','.join(cidrs)} }} drop "
                                        'comment "Drop traffic to unallocated ClusterIPs"')
         tx.lines.append(f'add set {tx.prefix} {NODEPORT_IPS_SET} {{ type {w.addr_type} ; '
                         'comment "IPs that accept NodePort traffic" ; }')
