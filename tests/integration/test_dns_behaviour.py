@@ -356,6 +356,8 @@ def test_metrics_health_ready() -> None:
         for _ in range(3):
             ask(d.port, SVC1)
         ask(d.port, "nope.testns.svc.cluster.local.", tcp=True)
+        for _ in range(2):  # the second from the answer cache: still the server's REFUSED
+            ask(d.port, "example.com.")
         base = f"http://127.0.0.1:{d.http_port}"
         health = urllib.request.urlopen(f"{base}/health", timeout=5)
         assert (health.status, health.read()) == (200, b"OK")
@@ -363,11 +365,13 @@ def test_metrics_health_ready() -> None:
         text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
         server = f'server="dns://127.0.0.1:{d.port}"'
         labels = f'family="1",proto="udp",{server},type="A",view="",zone="."'
-        assert f"coredns_dns_requests_total{{{labels}}} 3.0" in text
+        assert f"coredns_dns_requests_total{{{labels}}} 5.0" in text
         labels = f'family="1",proto="tcp",{server},type="A",view="",zone="."'
         assert f"coredns_dns_requests_total{{{labels}}} 1.0" in text
         labels = f'plugin="kubernetes",rcode="NXDOMAIN",{server},view="",zone="."'
         assert f"coredns_dns_responses_total{{{labels}}} 1.0" in text
+        labels = f'plugin="",rcode="REFUSED",{server},view="",zone="."'
+        assert f"coredns_dns_responses_total{{{labels}}} 2.0" in text
         assert (
-            f'coredns_dns_request_duration_seconds_bucket{{le="+Inf",{server},view="",zone="."}} 4.0' in text
+            f'coredns_dns_request_duration_seconds_bucket{{le="+Inf",{server},view="",zone="."}} 6.0' in text
         )

@@ -161,7 +161,7 @@ class Forwarder:
         an, ns, ar = struct.unpack_from("!HHH", data, 6)
         offsets = tuple((off, struct.unpack_from("!I", data, off)[0]) for _, off, _ in rrs)
         template = wire.Template(data, 12 + len(qname), flags, (an, ns, ar),
-                                 tuple(end for _, _, end in rrs), ())
+                                 tuple(end for _, _, end in rrs), (), "forward")
         answer = [wire.RR((tuple(rrset.name.labels[:-1]), wire.ABS), rrset.rdtype, rrset.ttl,
                           rd.to_wire(), rrset.rdclass)
                   for rrset in reply.answer for rd in rrset]
@@ -192,7 +192,7 @@ class Forwarder:
         for off, ttl in entry.ttl_offsets:
             struct.pack_into("!I", data, off, max(0, ttl - age))
         t = entry.template
-        return wire.Template(bytes(data), t.qend, t.flags, t.counts, t.ends, t.patches)
+        return wire.Template(bytes(data), t.qend, t.flags, t.counts, t.ends, t.patches, "forward")
 
     async def lookup(self, host: str, qtype: int) -> tuple[list[wire.RR], bool] | None:
         """Answer records for a name outside the zones (ExternalName chasing)."""

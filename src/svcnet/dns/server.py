@@ -141,7 +141,8 @@ class DnsServer:
             plugin = "autopath"
         if template is None:
             template = self.cache.get(q.key)
-            plugin = "kubernetes"
+            if template is not None:
+                plugin = template.plugin
         if template is None:
             template, plugin = await self._template(q)
         out = materialize(template, q, limit)
@@ -173,6 +174,7 @@ class DnsServer:
             # No zone of ours and no upstream: no open recursion.
             template = wire.render(qname, q.qtype, q.qclass, len(qname) - 1, wire.RCODE_REFUSED, False,
                                    ([], [], []))
+            template.plugin = ""  # the server refuses, no plugin does
             self._remember(q.key, template)
             return template, ""
         try:
@@ -288,7 +290,7 @@ class _Udp(asyncio.DatagramProtocol):
             if template is not None:
                 self.transport.sendto(materialize(template, q, q.udp_size), addr)  # type: ignore[union-attr]
                 server.metrics.observe("udp", 2 if ":" in addr[0] else 1, q.qtype, template.flags & 0xF,
-                                       "kubernetes", _perf() - start)
+                                       template.plugin, _perf() - start)
                 return
         server.spawn(self._slow(data, addr))
 

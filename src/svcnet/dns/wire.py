@@ -80,6 +80,7 @@ class Template:
     counts: tuple[int, int, int]  # answer, authority, additional
     ends: tuple[int, ...]  # end offset of every RR, in order
     patches: tuple[tuple[int, int, int], ...]  # (response offset, offset in qname, length)
+    plugin: str = "kubernetes"  # who decided the answer, for coredns_dns_responses_total
     body: bytes = field(init=False)  # data[qend:]: qtype, qclass, RRs
 
     def __post_init__(self) -> None:
