@@ -595,3 +595,95 @@ async def test_unknown_scheduler_annotation_falls_back_to_the_default(backends, 
     assert proxy.runtime("web").scheduler == "rr"
     assert "unknown svcnet.io/scheduler 'fastest'" in caplog.text
     assert Counter([await ask(cip, port) for _ in range(8)]) == {"be1": 2, "be2": 2, "be3": 2, "be4": 2}
+
+
+def test_running_out_of_descriptors_neither_spins_nor_wedges(tmp_path: Path):
+    """A proxy limited to 64 open files, flooded with held connections: it refuses or queues
+    what it cannot take, does not spin on the readable listening socket, keeps answering
+    /metrics, and serves again once clients let go."""
+    import resource
+
+    ip = "127.0.0.43"
+    bport = free_port([ip])
+    server = tmp_path / "hold.py"
+    server.write_text(
+        "import socket, threading\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        f"s.bind(('{ip}', {bport}))\n"
+        "s.listen(512); print('ready', flush=True)\n"
+        "def hold(c):\n"
+        "    c.sendall(b'hi\\n')\n"
+        "    while c.recv(100): pass\n"
+        "    c.close()\n"
+        "while True:\n"
+        "    c, _ = s.accept(); threading.Thread(target=hold, args=(c,), daemon=True).start()\n")
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    metrics_port = free_port(["127.0.0.1"])
+    objs = tmp_path / "objs.yaml"
+    objs.write_text(yaml.safe_dump_all([service("fd", cip, port, bport),
+                                        endpoint_slice("fd", bport, [(ip, "ready")])]))
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    backend = subprocess.Popen([sys.executable, str(server)], stdout=subprocess.PIPE, text=True)
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "svcnet", "proxy", "userspace", "-f", str(objs), "--node-name", "n1",
+         "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", f"127.0.0.1:{metrics_port}"],
+        stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    held: list[socket.socket] = []
+    try:
+        assert backend.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection((cip, port), timeout=2) as c:
+                    assert c.recv(10) == b"hi\n"
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proxy.poll() is None
+                time.sleep(0.1)
+        for _ in range(60):  # about two descriptors each in the proxy: far beyond 64
+            c = socket.socket()
+            c.settimeout(2)
+            try:
+                c.connect((cip, port))
+            except OSError:
+                c.close()
+                continue
+            held.append(c)
+        time.sleep(0.5)
+
+        def cpu() -> float:
+            fields = Path(f"/proc/{proxy.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu()
+        time.sleep(1.0)
+        assert cpu() - before < 0.5, "the proxy spins while out of descriptors"
+        for c in held:
+            c.close()
+        held.clear()
+        deadline = time.monotonic() + 10
+        while True:  # after the flood: served again, and /metrics answers
+            try:
+                with socket.create_connection((cip, port), timeout=2) as c:
+                    if c.recv(10) == b"hi\n":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the proxy did not recover"
+            time.sleep(0.2)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        assert "svcnet_userspace_connections_total" in text
+        assert proxy.poll() is None
+    finally:
+        for c in held:
+            c.close()
+        for p in (proxy, backend):
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 from dataclasses import dataclass, field
 
@@ -44,6 +45,20 @@ class UserspaceDaemonOptions:
     healthz_bind_address: str = "0.0.0.0:10256"
     metrics_bind_address: str = "127.0.0.1:10249"
     file_poll_interval: float = 1.0
+
+
+def raise_fd_limit(cap: int = 1 << 20) -> int:
+    """Every proxied TCP connection holds two descriptors (four more while splicing): raise the
+    soft RLIMIT_NOFILE to the hard limit, as haproxy and nginx do. Returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-files limit from %d: %s", soft, e)
+    return soft
 
 
 def _ignored(obj: dict) -> bool:
@@ -166,6 +181,7 @@ class UserspaceDaemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        log.info("open-files limit: %d", raise_fd_limit())
         try:
             if self.opts.healthz_bind_address:
                 await self._serve(self.health.app(), self.opts.healthz_bind_address)

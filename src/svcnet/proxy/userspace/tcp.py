@@ -36,6 +36,7 @@ COPY_CHUNK = 256 * 1024
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 ACCEPT_BATCH = 128
+ACCEPT_PAUSE = 0.1  # seconds without accepting after accept() ran out of descriptors
 ROUNDS_PER_EVENT = 8  # reads per readiness event before other connections get a turn
 SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if HAVE_SPLICE else 0
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -345,10 +346,17 @@ def _connect_timeout(fut: asyncio.Future) -> None:
         fut.set_exception(TimeoutError())
 
 
+class LocalResourceError(OSError):
+    """This process cannot open a socket (EMFILE, ENFILE, ENOBUFS): not the endpoint's fault."""
+
+
 async def connect_backend(loop: asyncio.AbstractEventLoop, b: Backend, timeout: float) -> socket.socket:
     """A non-blocking connect with a timeout, without a task or wait_for per connection."""
     family = socket.AF_INET6 if ":" in b.ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise LocalResourceError(e.errno, e.strerror) from e
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -383,6 +391,7 @@ class TcpListener:
         self.tasks: set[asyncio.Task] = set()
         self.address = sock.getsockname()[:2]
         self._closed = False
+        self._last_accept_warning = float("-inf")
         self.loop.add_reader(sock.fileno(), self._on_accept)
 
     @property
@@ -397,6 +406,10 @@ class TcpListener:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
 
+    def _resume(self) -> None:
+        if not self._closed:
+            self.loop.add_reader(self.sock.fileno(), self._on_accept)
+
     def _on_accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
@@ -404,8 +417,16 @@ class TcpListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                # EMFILE/ENFILE and friends: leave the connection in the backlog for later.
-                log.warning("accept on %s:%d failed: %s", *self.address, e)
+                # EMFILE/ENFILE and friends: leave connections in the backlog and stop
+                # accepting for a moment (the listening socket stays readable: retrying at
+                # once would spin).
+                now = self.loop.time()
+                if now - self._last_accept_warning > 10:
+                    self._last_accept_warning = now
+                    log.warning("accept on %s:%d failed: %s; pausing accepts for %.1fs at a time",
+                                *self.address, e.strerror or e, ACCEPT_PAUSE)
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(ACCEPT_PAUSE, self._resume)
                 return
             if self.open >= self.opts.max_connections:
                 self.frontend.rejected_limit += 1
@@ -434,6 +455,9 @@ class TcpListener:
                 tried.append(backend)
                 try:
                     upstream = await connect_backend(self.loop, backend, self.opts.connect_timeout)
+                except LocalResourceError as e:
+                    log.warning("%s: cannot open a socket: %s", fe.name, e.strerror)
+                    break
                 except (OSError, TimeoutError) as e:
                     backoff = connect_failed(backend)
                     log.info("%s: connect to %s failed (%s): marked down for %.0fs, trying another",
