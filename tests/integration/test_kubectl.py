@@ -60,6 +60,29 @@ def test_version_and_api_resources_without_warnings(kubectl: Kubectl) -> None:
     }.items()
 
 
+def test_aggregated_discovery_is_used(kubectl: Kubectl, tmp_path: Path) -> None:
+    """kubectl reads both /api and /apis in the aggregated form (two requests, no per
+    group-version fetches), and finds the same resources as through the legacy documents."""
+    fresh = Kubectl(kubectl.kubeconfig, tmp_path)
+    proc = fresh.run("api-resources", "-v=6")
+    requests = [
+        line.split("GET ", 1)[1].split("?")[0] for line in proc.stderr.splitlines() if " GET " in line
+    ]
+    assert [r.rsplit("/", 1)[-1] for r in requests] == ["api", "apis"]
+    listed = {(line.split()[0], line.split()[-3]) for line in proc.stdout.splitlines()[1:]}
+    legacy = set()
+    group_versions = ["v1"] + [
+        g["preferredVersion"]["groupVersion"]
+        for g in json.loads(kubectl.out("get", "--raw", "/apis"))["groups"]
+    ]
+    for gv in group_versions:
+        path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+        for r in json.loads(kubectl.out("get", "--raw", path))["resources"]:
+            if "/" not in r["name"]:
+                legacy.add((r["name"], gv))
+    assert listed == legacy
+
+
 def test_explain_service_ports(kubectl: Kubectl) -> None:
     out = kubectl.out("explain", "service.spec.ports")
     assert "FIELD: ports <[]ServicePort>" in out

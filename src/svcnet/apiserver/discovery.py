@@ -95,3 +95,76 @@ def version_info(options: ApiServerOptions) -> dict[str, Any]:
         "compiler": "cpython",
         "platform": f"linux/{arch}",
     }
+
+
+# ---- aggregated discovery (apidiscovery.k8s.io/v2) -----------------------------------------
+#
+# kubectl asks for this first; it saves the per-group-version round trips of the legacy form.
+# client-go decides by the reply's Content-Type, and uses the aggregated answer only when both
+# /api and /apis are aggregated.
+
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    for clause in accept.split(","):
+        parts = [p.strip() for p in clause.split(";")]
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        if parts[0] != "application/json":
+            continue
+        if params.get("as") == "APIGroupDiscoveryList" and params.get("g") == "apidiscovery.k8s.io":
+            if params.get("v") == "v2":
+                return True
+            continue
+        if "as" not in params:
+            return False  # plain JSON preferred before any aggregated clause
+    return False
+
+
+def _aggregated_resource(resource: Resource) -> dict[str, Any]:
+    kind = {"group": resource.group, "version": resource.version, "kind": resource.kind}
+    entry: dict[str, Any] = {
+        "resource": resource.plural,
+        "responseKind": kind,
+        "scope": "Namespaced" if resource.namespaced else "Cluster",
+        "singularResource": resource.singular,
+        "verbs": sorted(resource.verbs),
+    }
+    if resource.short_names:
+        entry["shortNames"] = list(resource.short_names)
+    if resource.categories:
+        entry["categories"] = list(resource.categories)
+    subs = []
+    for sub in resource.subresources:
+        response = {"group": "autoscaling", "version": "v1", "kind": "Scale"} if sub == "scale" else kind
+        subs.append(
+            {"subresource": sub, "responseKind": response, "verbs": SUBRESOURCE_VERBS.get(sub, ["get"])}
+        )
+    if subs:
+        entry["subresources"] = subs
+    return entry
+
+
+def aggregated(core: bool) -> dict[str, Any]:
+    """The APIGroupDiscoveryList of /api (core=True) or /apis."""
+    items = []
+    for name, versions in resources.groups().items():
+        if bool(name) == core:
+            continue
+        entries = []
+        for version in versions:
+            members = [r for r in resources.RESOURCES if r.group == name and r.version == version]
+            entries.append(
+                {
+                    "version": version,
+                    "resources": [_aggregated_resource(r) for r in members],
+                    "freshness": "Current",
+                }
+            )
+        items.append({"metadata": {"name": name, "creationTimestamp": None}, "versions": entries})
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }

@@ -168,12 +168,23 @@ class ResourceHandlers:
     # ---- discovery -------------------------------------------------------------------------
 
     async def api_versions(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return self._aggregated(request, core=True)
         return self._discovery(request, discovery.api_versions())
+
+    def _aggregated(self, request: web.Request, core: bool) -> web.Response:
+        response = self._discovery(request, discovery.aggregated(core))
+        response.content_type = "application/json"
+        response.headers["Content-Type"] = discovery.AGGREGATED_V2
+        response.headers["Vary"] = "Accept"
+        return response
 
     async def core_resources(self, request: web.Request) -> web.Response:
         return self._discovery(request, discovery.resource_list("", "v1"))
 
     async def api_groups(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            return self._aggregated(request, core=False)
         return self._discovery(request, discovery.api_group_list())
 
     async def api_group(self, request: web.Request) -> web.Response:
