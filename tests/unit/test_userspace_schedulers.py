@@ -11,6 +11,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from svcnet.proxy.userspace.schedulers import (
     SCHEDULERS,
@@ -248,3 +250,26 @@ def test_no_usable_backend_gives_none(name):
         b.weight = 0
     sched.update(bes)
     assert sched.pick(PickContext("1.2.3.4", 5)) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(sorted(SCHEDULERS)),
+       weights=st.lists(st.integers(0, 200), min_size=0, max_size=6),
+       usable_mask=st.lists(st.booleans(), min_size=6, max_size=6),
+       active=st.lists(st.integers(0, 50), min_size=6, max_size=6),
+       client=st.integers(0, 2**32 - 1))
+def test_any_scheduler_picks_a_usable_server_whenever_one_exists(name, weights, usable_mask, active, client):
+    bes = backends(len(weights), weights) if weights else []
+    for b, a in zip(bes, active, strict=False):
+        b.active = a
+    sched = make_scheduler(name, 251)
+    sched.update(bes)
+    allowed = {id(b) for b, ok in zip(bes, usable_mask, strict=False) if ok}
+    ip = f"{client >> 24}.{client >> 16 & 255}.{client >> 8 & 255}.{client & 255}"
+    ctx = PickContext(ip, client & 0xFFFF, "10.96.0.10", 80)
+    for _ in range(3):
+        got = sched.pick(ctx, lambda b: id(b) in allowed)
+        if any(b.weight > 0 and id(b) in allowed for b in bes):
+            assert got is not None and got.weight > 0 and id(got) in allowed
+        else:
+            assert got is None

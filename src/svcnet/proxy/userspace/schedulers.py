@@ -269,6 +269,11 @@ class _HashTableScheduler(Scheduler):
             b = self.table[(start + off) % self.table_size]
             if b is not None and b.weight > 0 and usable(b):
                 return b
+        # Weights summing past the table size leave some servers without a bucket (as in
+        # IPVS); rather than fail while one of them is usable, take it.
+        for b in self.backends:
+            if b.weight > 0 and usable(b):
+                return b
         return None
 
 
