@@ -268,7 +268,8 @@ def render_port(spn: ServicePortName, svc: ServicePortInfo, endpoints: Sequence[
             rules.append(f"jump {MARK_MASQ_CHAIN}")
         else:
             if local_cidr:
-                rules.append(f'{ipx} saddr {local_cidr} goto {cluster_chain} comment "short-circuit pod traffic"')
+                rules.append(f"{ipx} saddr {local_cidr} goto {cluster_chain} "
+                             'comment "short-circuit pod traffic"')
             rules.append(f'fib saddr type local jump {MARK_MASQ_CHAIN} comment "masquerade local traffic"')
             rules.append(f'fib saddr type local goto {cluster_chain} comment "short-circuit local traffic"')
         if has_external:
@@ -471,12 +472,12 @@ class NftablesSyncer:
             tx.lines.append(f"flush set {tx.prefix} {NODEPORT_IPS_SET}")
             for ip in nodeport_ips:
                 tx.add_element(NODEPORT_IPS_SET, ip, "", None)
-        tx.lines.append(f"add map {tx.prefix} {NO_ENDPOINT_SERVICES_MAP} {{ type {w.addr_type} . inet_proto . "
-                        'inet_service : verdict ; comment "vmap to drop or reject packets to services with '
-                        'no endpoints" ; }')
-        tx.lines.append(f"add map {tx.prefix} {NO_ENDPOINT_NODEPORTS_MAP} {{ type inet_proto . inet_service : "
-                        'verdict ; comment "vmap to drop or reject packets to service nodeports with no '
-                        'endpoints" ; }')
+        tx.lines.append(f"add map {tx.prefix} {NO_ENDPOINT_SERVICES_MAP} {{ type {w.addr_type} . "
+                        'inet_proto . inet_service : verdict ; '
+                        'comment "vmap to drop or reject packets to services with no endpoints" ; }')
+        tx.lines.append(f"add map {tx.prefix} {NO_ENDPOINT_NODEPORTS_MAP} {{ type inet_proto . "
+                        'inet_service : verdict ; '
+                        'comment "vmap to drop or reject packets to service nodeports with no endpoints" ; }')
         tx.add_chain(REJECT_CHAIN, 'comment "helper for @no-endpoint-services / @no-endpoint-nodeports"')
         tx.flush_chain(REJECT_CHAIN)
         tx.rule(REJECT_CHAIN, "reject")
@@ -487,7 +488,8 @@ class NftablesSyncer:
                     f"{w.no_localhost} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS_MAP}")
         else:
             tx.rule(NODEPORT_ENDPOINTS_CHECK,
-                    f"{ipx} daddr @{NODEPORT_IPS_SET} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS_MAP}")
+                    f"{ipx} daddr @{NODEPORT_IPS_SET} meta l4proto . th dport "
+                    f"vmap @{NO_ENDPOINT_NODEPORTS_MAP}")
         tx.lines.append(f"add map {tx.prefix} {FIREWALL_IPS_MAP} {{ type {w.addr_type} . inet_proto . "
                         'inet_service : verdict ; comment "destinations that are subject to '
                         'LoadBalancerSourceRanges" ; }')
@@ -559,7 +561,8 @@ class NftablesSyncer:
                 # Sets and chains first: elements and rules may only name what exists.
                 for name, timeout in new.affinity_sets.items():
                     if old is None or old.affinity_sets.get(name) != timeout:
-                        tx.lines.append(f"add set {tx.prefix} {name} {{ {affinity_set_spec(words, timeout)} ; }}")
+                        spec = affinity_set_spec(words, timeout)
+                        tx.lines.append(f"add set {tx.prefix} {name} {{ {spec} ; }}")
                     affinity.add(name)
                 # A chain whose rules did not change is left alone (the mirror says what it holds).
                 rewrite = [c for c, rules in new.chains.items()

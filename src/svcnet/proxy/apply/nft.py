@@ -50,7 +50,8 @@ class Nft:
         probe = (f"add table {self.family} svcnet-probe\n"
                  f"add chain {self.family} svcnet-probe c {{ type nat hook prerouting priority -100 ; }}\n"
                  f"add map {self.family} svcnet-probe m {{ type inet_proto . inet_service : verdict ; }}\n"
-                 f"add rule {self.family} svcnet-probe c numgen random mod 2 vmap {{ 0 : accept , 1 : accept }}\n")
+                 f"add rule {self.family} svcnet-probe c numgen random mod 2 "
+                 "vmap { 0 : accept , 1 : accept }\n")
         res = self._nft(["-c", "-f", "-"], probe)
         if res.returncode != 0:
             raise NftUnavailable("the kernel does not support what nftables mode needs (nf_tables, nft_nat, "
@@ -93,7 +94,8 @@ class _Table:
     sets: dict[str, _Container] = field(default_factory=dict)
 
 
-_STMT = re.compile(r"^(add|flush|delete|insert|create) (table|chain|set|map|rule|element) (ip6?|inet) (\S+)(?: (.*))?$")
+_STMT = re.compile(r"^(add|flush|delete|insert|create) (table|chain|set|map|rule|element) "
+                   r"(ip6?|inet) (\S+)(?: (.*))?$")
 _REF_CHAIN = re.compile(r"\b(?:goto|jump) ([^\s,}]+)")
 _REF_SET = re.compile(r"@([^\s,}]+)")
 
