@@ -7,6 +7,7 @@ Every kubectl call must leave stderr free of discovery, OpenAPI and version-skew
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -515,3 +516,63 @@ def test_generator_commands_sent_as_protobuf(kubectl: Kubectl) -> None:
     assert kubectl.out("expose", "deploy", "web", "-n", ns, "--port=8080", "--target-port=80").strip() == (
         "service/web exposed"
     )
+
+
+def test_describe_wait_and_raw(kubectl: Kubectl) -> None:
+    ns = make_namespace(kubectl, "kt-describe")
+    kubectl.run("apply", "-f", "-", stdin="apiVersion: v1\nkind: Node\nmetadata:\n  name: kt-node-d\n")
+    kubectl.run("apply", "-n", ns, "-f", str(EXAMPLES / "backend-svc.yaml"))
+    kubectl.run("apply", "-n", ns, "-f", str(EXAMPLES / "backend-deployment.yaml"))
+    pod = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: api-1\n  labels: {app: backend, tier: api}\n"
+        "spec:\n  nodeName: kt-node-d\n  containers: [{name: api, image: svcnet/echo}]\n"
+    )
+    kubectl.run("apply", "-n", ns, "-f", "-", stdin=pod)
+    waiter = kubectl.popen("wait", "-n", ns, "--for=condition=Ready", "pod/api-1", "--timeout=15s")
+    time.sleep(0.3)
+    status = {
+        "phase": "Running",
+        "podIP": "10.244.9.9",
+        "podIPs": [{"ip": "10.244.9.9"}],
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [_running("api")],
+    }
+    kubectl.run(
+        "patch",
+        "pod",
+        "api-1",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    out, err = waiter.communicate(timeout=20)
+    assert waiter.returncode == 0, err
+    assert out.strip() == "pod/api-1 condition met"
+
+    described = kubectl.out("describe", "pod", "api-1", "-n", ns)
+    assert re.search(r"(?m)^Status:\s+Running$", described)
+    assert re.search(r"(?m)^IP:\s+10\.244\.9\.9$", described)
+    assert re.search(r"(?m)^Node:\s+kt-node-d/$", described)
+
+    def slice_ready() -> str | None:
+        text = kubectl.out(
+            "describe", "endpointslice", "-n", ns, "-l", "kubernetes.io/service-name=backend-svc"
+        )
+        return text if "10.244.9.9" in text else None
+
+    assert wait_for(slice_ready), kubectl.out("get", "endpointslices", "-n", ns, "-o", "yaml")
+    endpoints = kubectl.out("describe", "endpoints", "backend-svc", "-n", ns)
+    assert re.search(r"(?m)^\s+Addresses:\s+10\.244\.9\.9$", endpoints)
+    assert kubectl.out("get", "ep", "backend-svc", "-n", ns).splitlines()[1].split()[1] == "10.244.9.9:8080"
+    deployment = kubectl.out("describe", "deployment", "backend", "-n", ns)
+    assert re.search(r"(?m)^Selector:\s+app=backend,tier=api$", deployment)
+    assert re.search(r"(?m)^Replicas:\s+3 desired", deployment)
+    node = kubectl.out("describe", "node", "kt-node-d")
+    assert re.search(r"(?m)^Name:\s+kt-node-d$", node) and "api-1" in node
+
+    raw = json.loads(kubectl.out("get", "--raw", f"/api/v1/namespaces/{ns}/services/backend-svc"))
+    assert raw["kind"] == "Service" and raw["metadata"]["namespace"] == ns
+    assert kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "jsonpath={.spec.selector.tier}") == "api"
