@@ -13,6 +13,7 @@ COMMAND_MODULES: list[str] = [
     "svcnet.cli.trace",
     "svcnet.cli.dns",
     "svcnet.cli.node",
+    "svcnet.cli.lab",
     "svcnet.cli.controllers",
     "svcnet.cli.datastore",
 ]

@@ -14,6 +14,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("node")(node)
+    app.command("workloads")(workloads)
 
 
 def node(
@@ -95,3 +96,23 @@ def node(
         uvloop.run(main())
     except ImportError:
         asyncio.run(main())
+
+
+def workloads(
+    kubeconfig: Annotated[str | None, typer.Option("--kubeconfig", help="API server kubeconfig.")] = None,
+    scheduler: Annotated[bool, typer.Option(help="Also run the scheduler.")] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the Deployment and StatefulSet controllers and the scheduler."""
+    from svcnet.controllers.workloads.runner import run_workloads
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_workloads(kubeconfig, stop, scheduler)
+
+    asyncio.run(main())
