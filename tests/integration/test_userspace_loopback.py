@@ -124,13 +124,15 @@ def service(name: str, cluster_ip: str, port: int, target_port: int, protocols=(
             "spec": spec}
 
 
-def endpoint_slice(svc: str, port: int, endpoints: list[tuple[str, str]], protocols=("TCP",)) -> dict:
-    """endpoints: (ip, state) with state ready | terminating (serving) | gone-serving (not serving)."""
+def endpoint_slice(svc: str, port: int, endpoints: list[tuple[str, str]], protocols=("TCP",),
+                   nodes: dict[str, str] | None = None) -> dict:
+    """endpoints: (ip, state) with state ready | terminating (serving) | gone-serving (not serving);
+    nodes: ip -> nodeName (default n1, the proxy's node)."""
     eps = []
     for ip, state in endpoints:
         cond = {"ready": state == "ready", "serving": state in ("ready", "terminating"),
                 "terminating": state != "ready"}
-        eps.append({"addresses": [ip], "conditions": cond, "nodeName": "n1",
+        eps.append({"addresses": [ip], "conditions": cond, "nodeName": (nodes or {}).get(ip, "n1"),
                     "targetRef": {"kind": "Pod", "namespace": "default", "name": f"pod-{ip}"}})
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
             "metadata": {"name": f"{svc}-abc", "namespace": "default",
@@ -687,3 +689,48 @@ def test_running_out_of_descriptors_neither_spins_nor_wedges(tmp_path: Path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+async def test_external_traffic_policy_local_serves_node_ports_from_local_endpoints(backends):
+    node = NodeConfig(node_name="n1", nodeport_addresses=["127.0.0.0/8"])
+    proxy = Proxy(node=node)
+    try:
+        cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+        node_port = free_port(["127.0.0.1"])
+        bport = backends[0].port
+        svc = service("etp", cip, port, bport, node_port=node_port,
+                      annotations={"svcnet.io/scheduler": "rr"})
+        svc["spec"]["externalTrafficPolicy"] = "Local"
+        await proxy.apply(svc, endpoint_slice("etp", bport, [(b.ip, "ready") for b in backends[:2]],
+                                              nodes={backends[1].ip: "n2"}))
+        assert {await ask(cip, port) for _ in range(4)} == {"be1", "be2"}  # ClusterIP: every endpoint
+        assert {await ask("127.0.0.1", node_port) for _ in range(4)} == {"be1"}  # NodePort: local only
+    finally:
+        await proxy.stop()
+
+
+async def test_udp_endpoint_that_answers_unreachable_is_marked_down(backends, proxies):
+    proxy = proxies()
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    bport = backends[0].port
+    dead = "127.0.0.29"  # no UDP socket there: ICMP port unreachable
+    await proxy.apply(service("u", cip, port, bport, protocols=("UDP",),
+                              annotations={"svcnet.io/scheduler": "rr"}),
+                      endpoint_slice("u", bport, [(dead, "ready"), (backends[0].ip, "ready")],
+                                     protocols=("UDP",)))
+    replies = []
+    for i in range(6):  # a new client (flow) each time: rr alternates until the dead one is down
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(0.3)
+        try:
+            sock.sendto(b"q%d" % i, (cip, port))
+            try:
+                replies.append(await asyncio.to_thread(sock.recv, 100))
+            except TimeoutError:
+                replies.append(None)
+        finally:
+            sock.close()
+    assert replies.count(None) == 1, replies  # one datagram went to the dead endpoint, once
+    assert all(r.startswith(b"be1") for r in replies if r is not None)
+    down = proxy.runtime("u", "UDP").pool.current[f"{dead}:{bport}"]
+    assert down.down_until > 0 and down.retries == 1
