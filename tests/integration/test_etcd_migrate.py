@@ -3,6 +3,7 @@ their resourceVersions, uids and allocations; a non-empty target is refused with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -28,6 +29,20 @@ def svcnet(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "svcnet", *args], capture_output=True, text=True, env=env, timeout=60
     )
+
+
+def datastore_cli(*args: str) -> tuple[int, str]:
+    """`svcnet datastore ...` in this process (cheaper than a new interpreter per call)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from svcnet.cli import datastore
+
+    app = typer.Typer()
+    datastore.register(app)
+    app.callback()(lambda: None)
+    result = CliRunner().invoke(app, ["datastore", *args])
+    return result.exit_code, " ".join(result.output.replace("│", " ").split())
 
 
 async def snapshot(rest: Rest) -> dict[str, tuple[str, str, str]]:
@@ -74,8 +89,10 @@ async def test_migrate_sqlite_to_etcd_keeps_resource_versions(tmp_path: Path) ->
         assert all(int(old) == new for old, new in mapping.items() if int(old) >= 2), mapping
 
         # A second migration into the now non-empty etcd is refused, and --force renumbers.
-        again = svcnet("datastore", "migrate", "--from", f"sqlite://{source_dir}", "--to", etcd.url)
-        assert again.returncode == 1 and "already holds" in again.stderr
+        code, output = await asyncio.to_thread(
+            datastore_cli, "migrate", "--from", f"sqlite://{source_dir}", "--to", etcd.url
+        )
+        assert code == 1 and "already holds" in output, output
 
         moved = start_on_etcd(tmp_path / "etcd-server", etcd.url)
         rest = Rest(moved)
@@ -93,18 +110,20 @@ async def test_migrate_sqlite_to_etcd_keeps_resource_versions(tmp_path: Path) ->
             await rest.close()
             moved.stop(signal.SIGKILL)
 
-        forced = svcnet("datastore", "migrate", "--from", f"sqlite://{source_dir}", "--to", etcd.url,
-                        "--force")
-        assert forced.returncode == 0, forced.stderr
-        assert "renumbered in the same order" in forced.stdout
+        code, output = await asyncio.to_thread(
+            datastore_cli, "migrate", "--from", f"sqlite://{source_dir}", "--to", etcd.url, "--force"
+        )
+        assert code == 0 and "renumbered in the same order" in output, output
     finally:
         etcd.stop()
 
 
 def test_migrate_rejects_bad_urls() -> None:
-    result = svcnet("datastore", "migrate", "--from", "mysql://x", "--to", "etcd://127.0.0.1:1")
-    assert result.returncode == 2 and "unsupported datastore 'mysql'" in result.stderr
-    result = svcnet("datastore", "migrate", "--from", "sqlite:///nonexistent/dir", "--to", "etcd://h:1")
-    assert result.returncode == 2 and "no SQLite datastore at" in result.stderr
-    result = svcnet("datastore", "migrate", "--from", "etcd://h:1", "--to", "etcd://h:99999")
-    assert result.returncode == 2 and "bad etcd endpoint" in result.stderr
+    for args, message in (
+        (["--from", "mysql://x", "--to", "etcd://127.0.0.1:1"], "unsupported datastore 'mysql'"),
+        (["--from", "sqlite:///nonexistent/dir", "--to", "etcd://h:1"], "no SQLite datastore at"),
+        (["--from", "etcd://h:1", "--to", "etcd://h:99999"], "bad etcd endpoint"),
+        (["--from", "etcd://h:1", "--to", "etcd://h:1"], "name the same datastore"),
+    ):
+        code, output = datastore_cli("migrate", *args)
+        assert code == 2 and message in output, output
