@@ -360,7 +360,7 @@ def decode(body: bytes, expected_kind: str) -> dict[str, Any]:
             "UnsupportedMediaType",
             f"svcnet does not decode protobuf for {exc}; send the object as application/json",
         ) from None
-    except (ValueError, UnicodeDecodeError, struct.error, KeyError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, struct.error, KeyError, RecursionError) as exc:
         raise errors.bad_request(
             f"the object provided is unrecognized (must be of type {expected_kind}): {exc}"
         ) from None
