@@ -17,8 +17,10 @@ deps: $(VENV)/.stamp-deps
 system-deps:
 	./scripts/install-system-deps.sh
 
+# The whole cluster (API server, controllers, DNS, two nodes in network namespaces) with the
+# chapter's manifests applied; Ctrl-C removes every namespace, link and process it made.
 run: system-deps deps
-	$(VENV)/bin/svcnet server --data-dir ./svcnet-data --print-kubeconfig
+	$(VENV)/bin/svcnet up --data-dir ./svcnet-data $(addprefix -f ,$(wildcard examples/*.yaml))
 
 test: system-deps deps
 	$(PY) -m ruff check src tests bench

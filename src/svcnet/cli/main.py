@@ -14,6 +14,7 @@ COMMAND_MODULES: list[str] = [
     "svcnet.cli.dns",
     "svcnet.cli.node",
     "svcnet.cli.lab",
+    "svcnet.cli.up",
     "svcnet.cli.controllers",
     "svcnet.cli.datastore",
 ]
