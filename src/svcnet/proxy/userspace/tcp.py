@@ -237,10 +237,12 @@ class _Pump:
     def _eof(self) -> None:
         self.stop()
         self.done = True
-        try:
-            self.dst.shutdown(socket.SHUT_WR)  # pass the EOF on; the other direction keeps flowing
-        except OSError:
-            pass
+        if not self.conn.finishing():
+            try:
+                self.dst.shutdown(socket.SHUT_WR)  # pass the EOF on; the other direction keeps flowing
+            except OSError:
+                pass
+        # else both directions are done: the close that follows sends the FIN itself
         self.conn.direction_finished()
 
     def stop(self) -> None:
@@ -274,6 +276,9 @@ class TcpConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._closed: asyncio.Future | None = None
         self._pumps: list[_Pump] = []
+
+    def finishing(self) -> bool:
+        return all(p.done for p in self._pumps)
 
     def direction_finished(self) -> None:
         if all(p.done for p in self._pumps):
