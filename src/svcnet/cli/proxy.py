@@ -15,7 +15,7 @@ from svcnet.proxy.ipnet import IPV4, IPV6, parse_cidr, parse_ip
 proxy_app = typer.Typer(help="kube-proxy: Services and EndpointSlices -> rules in the kernel.",
                         invoke_without_command=True, no_args_is_help=False)
 
-ModeOpt = Annotated[str, typer.Option("--mode", help="iptables | nftables | ipvs")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="iptables | nftables | ipvs (| userspace)")]
 FilesOpt = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="objects file (repeatable, - = stdin)")]
 NodeNameOpt = Annotated[str, typer.Option("--node-name", help="this node's name (locality of endpoints)")]
@@ -115,8 +115,7 @@ def proxy(
         raise typer.Exit(daemon.cleanup(mode))
     if mode == "userspace":
         _fail("the user-space proxy has its own options: run `svcnet proxy userspace --help`")
-    if mode != "iptables":
-        _fail(f"proxy mode {mode!r} is not implemented yet (available: iptables)")
+    _check_kernel_supports(mode)
     if bool(filename) == bool(kubeconfig):
         _fail("give exactly one of -f OBJECTS or --kubeconfig K")
     if not node_name:
@@ -128,6 +127,29 @@ def proxy(
         min_sync_period=parse_duration(min_sync_period), sync_period=parse_duration(sync_period),
         healthz_bind_address=healthz_bind_address, metrics_bind_address=metrics_bind_address)
     raise typer.Exit(daemon.run(opts))
+
+
+def _check_kernel_supports(mode: str) -> None:
+    """Exit at once, naming what is missing, when this kernel cannot run the mode."""
+    if mode == "iptables":
+        return
+    if mode == "nftables":
+        from svcnet.proxy.apply.nft import Nft, NftUnavailable
+
+        try:
+            Nft("ip").check_support()
+        except NftUnavailable as e:
+            _fail(f"--mode nftables: {e}", code=1)
+        return
+    if mode == "ipvs":
+        from svcnet.proxy.apply.ipvs import ipvs_unavailable_reason
+
+        reason = ipvs_unavailable_reason()
+        if reason:
+            _fail(f"--mode ipvs: {reason}", code=1)
+        _fail("--mode ipvs: applying IPVS state is not implemented in this version; "
+              "`svcnet proxy render --mode ipvs` prints what it would configure", code=3)
+    _fail(f"unknown mode {mode!r} (iptables, nftables, ipvs or userspace)")
 
 
 @proxy_app.command("render")

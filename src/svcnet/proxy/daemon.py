@@ -84,9 +84,10 @@ def daemon_families(node: NodeConfig) -> list[str]:
 
 class ProxyDaemon:
     def __init__(self, opts: DaemonOptions, ipt: IPTables | None = None,
-                 conntrack: Conntrack | None = None) -> None:
-        """ipt/conntrack: injected in tests (single family); by default the node's tools."""
+                 conntrack: Conntrack | None = None, nft=None) -> None:
+        """ipt/nft/conntrack: injected in tests (single family); by default the node's tools."""
         self.opts = opts
+        self._conntrack = conntrack
         if opts.node.nodeport_addresses:
             opts.node.local_addresses = local_addresses()
         self.metrics = ProxyMetrics()
@@ -94,10 +95,13 @@ class ProxyDaemon:
         self.service_health = ServiceHealthServers(self.health)
         self.proxiers: list[IptablesProxier] = []
         self.runners: list[BoundedFrequencyRunner] = []
-        backend = detect_backend() if ipt is None else None
+        nftables_mode = opts.mode == "nftables"
+        if nftables_mode:
+            self._init_nftables(opts, nft)
+        backend = detect_backend() if ipt is None and not nftables_mode else None
         if backend:
             log.info("using %s (the iptables backend this node already uses)", backend)
-        for i, family in enumerate(daemon_families(opts.node)):
+        for i, family in enumerate([] if nftables_mode else daemon_families(opts.node)):
             node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
             fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6, binary=backend)
             if ipt is None:
@@ -114,11 +118,32 @@ class ProxyDaemon:
             self.proxiers.append(proxier)
             self.runners.append(runner)
         self.proxier = self.proxiers[0]
-        self.ipt = self.proxier.ipt
+        self.ipt = getattr(self.proxier, "ipt", None)
         self.source = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._sites: list[web.AppRunner] = []
+
+    def _init_nftables(self, opts: DaemonOptions, nft) -> None:
+        """--mode nftables: one NftablesProxier per family (upstream's nftables proxier)."""
+        from svcnet.proxy.apply.nft import Nft
+        from svcnet.proxy.nftables_proxier import NftablesProxier
+
+        for i, family in enumerate(daemon_families(opts.node)):
+            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            fam_nft = nft if nft is not None else Nft("ip6" if node.is_ipv6 else "ip")
+            proxier = NftablesProxier(node, fam_nft, self.metrics, self.health,
+                                      self.service_health if i == 0 else None,
+                                      self.conntrack_for(node), sync_period=opts.sync_period)
+            # nftables mode: event-driven syncs plus one every sync period (upstream's runner)
+            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
+                                            opts.sync_period)
+            proxier.retry = runner.retry_after
+            self.proxiers.append(proxier)
+            self.runners.append(runner)
+
+    def conntrack_for(self, node: NodeConfig) -> Conntrack:
+        return self._conntrack or Conntrack(ipv6=node.is_ipv6)
 
     # --- events ---
 
@@ -191,8 +216,8 @@ class ProxyDaemon:
             for proxier, runner in zip(self.proxiers, self.runners, strict=True):
                 if await asyncio.to_thread(proxier.canary_present):
                     continue
-                log.warning("%s canary chain is gone (tables flushed?): forcing a full resync",
-                            proxier.ipt.iptables)
+                log.warning("%s: our rules are gone (tables flushed?): forcing a full resync",
+                            getattr(getattr(proxier, "ipt", None), "iptables", self.opts.mode))
                 await asyncio.to_thread(proxier.ensure_canary)
                 proxier.force_full_sync()
                 runner.run()
@@ -274,7 +299,7 @@ def run(opts: DaemonOptions) -> int:
 
 
 def cleanup(mode: str) -> int:
-    """Remove the iptables state of the proxy, for both IP families."""
+    """Remove the proxy's state of every mode (iptables, nftables, ipvs), for both IP families."""
     ok = True
     for ipv6, binary in ((False, "iptables-nft"), (True, "iptables-nft"), (False, "iptables-legacy"),
                          (True, "iptables-legacy")):
@@ -286,6 +311,10 @@ def cleanup(mode: str) -> int:
             log.warning("%s", e)
             continue
         ok = cleanup_iptables(ipt) and ok
-    if mode not in ("iptables",):
-        log.warning("cleanup for mode %s: only iptables state exists in this version", mode)
+    # As upstream's --cleanup: every mode's state goes, whichever mode is named.
+    from svcnet.proxy.apply.ipvs import cleanup_ipvs
+    from svcnet.proxy.nftables_proxier import cleanup_nftables
+
+    ok = cleanup_nftables() and ok
+    ok = cleanup_ipvs() and ok
     return 0 if ok else 1
