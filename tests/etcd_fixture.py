@@ -152,7 +152,7 @@ class EtcdCluster:
             "--election-timeout", "500",
             # kube-apiserver sends objects up to 3 MiB; etcd's default request cap is 1.5 MiB.
             "--max-request-bytes", str(8 * 1024 * 1024),
-            "--experimental-watch-progress-notify-interval", "2s",
+            "--experimental-watch-progress-notify-interval", "1s",
             "--logger", "zap",
             "--log-level", "warn",
         ]

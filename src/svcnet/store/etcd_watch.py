@@ -6,6 +6,11 @@ revision in one message. The watch remembers the revision after the last message
 so a broken stream is reopened exactly there: no gap, no duplicate. If that revision has been
 compacted meanwhile the watch ends with CompactedError, as any watch from a compacted revision.
 
+``progress_revision`` is the revision up to which this watch has delivered (or queued) every
+event: the newest event's revision, or the revision of etcd's last progress notification when
+the watched range was idle. A consumer that sends bookmarks can use it (the Store interface
+has no event for "nothing changed up to R").
+
 Reading is cancellation-safe: a caller may wait for the next event with a timeout and lose
 nothing, because a cancelled read leaves the received bytes in aiohttp's buffer.
 """
@@ -45,6 +50,7 @@ class EtcdWatch:
         self._finished = False
         self._checked = False
         self._failures = 0
+        self.progress_revision = start_revision - 1
 
     def __aiter__(self) -> EtcdWatch:
         return self
@@ -146,7 +152,12 @@ class EtcdWatch:
             return
         self._failures = 0
         events = result.get("events")
-        if not events:  # created, or a progress notification
+        if not events:
+            if not result.get("created"):
+                # A progress notification: every event up to this revision has been sent.
+                header = int(result.get("header", {}).get("revision") or 0)
+                if header >= self._next_revision - 1:
+                    self.progress_revision = max(self.progress_revision, header)
             return
         newest = 0
         for raw in events:
@@ -154,6 +165,7 @@ class EtcdWatch:
             newest = event.kv.mod_revision
             self._pending.append(event)
         self._next_revision = newest + 1
+        self.progress_revision = max(self.progress_revision, newest)
         self._store._saw(newest)
 
     def _event(self, raw: dict[str, Any]) -> Event:
