@@ -734,3 +734,26 @@ async def test_udp_endpoint_that_answers_unreachable_is_marked_down(backends, pr
     assert all(r.startswith(b"be1") for r in replies if r is not None)
     down = proxy.runtime("u", "UDP").pool.current[f"{dead}:{bport}"]
     assert down.down_until > 0 and down.retries == 1
+
+
+async def test_ipv6_service_on_loopback():
+    from svcnet.proxy.ipnet import IPV6
+
+    backend = EchoBackend("v6", "::1", free_port(["127.0.0.1"]))
+    try:
+        await backend.start()
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    proxy = Proxy(node=NodeConfig(family=IPV6, node_name="n1"))
+    try:
+        port = free_port(["127.0.0.1"])
+        svc = service("v6", "::1", port, backend.port)
+        svc["spec"]["ipFamilies"] = ["IPv6"]
+        sl = endpoint_slice("v6", backend.port, [("::1", "ready")])
+        sl["addressType"] = "IPv6"
+        await proxy.apply(svc, sl)
+        assert await ask("::1", port) == "v6"
+        assert list(proxy.runtime("v6").pool.current) == [f"[::1]:{backend.port}"]
+    finally:
+        await proxy.stop()
+        await backend.stop()

@@ -22,7 +22,7 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from svcnet.proxy.userspace.balancer import Balancer, PortBackends, connect_failed, connect_ok
 from svcnet.proxy.userspace.options import UserspaceOptions
@@ -54,7 +54,6 @@ class Frontend:
     dest_port: int = 0
     rejected_limit: int = 0
     rejected_no_endpoint: int = 0
-    listeners: list = field(default_factory=list)
 
 
 def reset_close(sock: socket.socket) -> None:
