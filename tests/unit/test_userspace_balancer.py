@@ -29,7 +29,7 @@ def make(n: int = 4, scheduler: str = "rr", affinity: float = 0.0) -> tuple[Bala
 
 
 def test_client_ip_affinity_is_sticky_within_its_timeout_then_rescheduled():
-    bal, bes, clock = make(affinity=10800)
+    bal, _, clock = make(affinity=10800)
     client = PickContext("192.168.1.7", 40000)
     first = bal.choose(client)
     for i in range(20):  # rr would rotate; affinity keeps the client on its endpoint
