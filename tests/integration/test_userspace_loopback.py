@@ -757,3 +757,26 @@ async def test_ipv6_service_on_loopback():
     finally:
         await proxy.stop()
         await backend.stop()
+
+
+async def test_udp_flows_beyond_max_connections_are_dropped(backends, proxies):
+    proxy = proxies(max_connections=2)
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    bport = backends[0].port
+    await proxy.apply(service("ul", cip, port, bport, protocols=("UDP",)),
+                      endpoint_slice("ul", bport, [(backends[0].ip, "ready")], protocols=("UDP",)))
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        got = []
+        for s in socks:
+            s.settimeout(0.3)
+            s.sendto(b"x", (cip, port))
+            try:
+                got.append(await asyncio.to_thread(s.recv, 100))
+            except TimeoutError:
+                got.append(None)
+        assert got[:2] == [b"be1 x", b"be1 x"] and got[2] is None
+        assert proxy.runtime("ul", "UDP").frontends["internal"].rejected_limit == 1
+    finally:
+        for s in socks:
+            s.close()
