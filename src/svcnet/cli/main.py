@@ -15,6 +15,7 @@ COMMAND_MODULES: list[str] = [
     "svcnet.cli.node",
     "svcnet.cli.lab",
     "svcnet.cli.up",
+    "svcnet.cli.demo",
     "svcnet.cli.controllers",
     "svcnet.cli.datastore",
 ]
