@@ -16,6 +16,7 @@ from typing import Any
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -158,6 +159,42 @@ def test_changes_invalidate_cached_answers() -> None:
 
 async def _run(fn: Any) -> None:
     fn()
+
+
+def test_a_change_drops_only_the_answers_it_can_affect() -> None:
+    cross = service(
+        "cross", "default", None, [], type="ExternalName", externalName="later.testns.svc.cluster.local"
+    )
+    with ThreadedDns([*OBJECTS, cross], zones=["cluster.local", "0.10.in-addr.arpa"]) as d:
+        names = [SVC1, "kubernetes.default.svc.cluster.local.", "cross.default.svc.cluster.local."]
+        for name in names:
+            ask(d.port, name)
+        assert ask(d.port, "101.0.0.10.in-addr.arpa.", "PTR").rcode() == dns.rcode.NXDOMAIN
+        cache = d.service.server.cache
+        keys = {
+            name: next(k for k in cache if k.startswith(dns.name.from_text(name).to_wire())) for name in names
+        }
+        # A change in "default" keeps testns's answers and drops default's.
+        moved = service("kubernetes", "default", ["10.0.0.101"], [("https", 443, "TCP")])
+        d.call(_run(lambda: d.service.index.set_service(moved)))
+        assert keys[SVC1] in cache and keys["kubernetes.default.svc.cluster.local."] not in cache
+        assert answers(ask(d.port, "kubernetes.default.svc.cluster.local.")) == [
+            "kubernetes.default.svc.cluster.local. 5 A 10.0.0.101"
+        ]
+        # Reverse names depend on every namespace.
+        assert answers(ask(d.port, "101.0.0.10.in-addr.arpa.", "PTR")) == [
+            "101.0.0.10.in-addr.arpa. 5 PTR kubernetes.default.svc.cluster.local."
+        ]
+        # An ExternalName chased into another namespace follows changes there.
+        assert ask(d.port, "cross.default.svc.cluster.local.").answer == []
+        later = service("later", "testns", ["10.0.0.55"], [HTTP])
+        d.call(_run(lambda: d.service.index.set_service(later)))
+        assert answers(ask(d.port, "cross.default.svc.cluster.local.")) == [
+            "cross.default.svc.cluster.local. 5 CNAME later.testns.svc.cluster.local.",
+            "later.testns.svc.cluster.local. 5 A 10.0.0.55",
+        ]
+        d.call(_run(lambda: d.service.index.delete_service(later)))
+        assert ask(d.port, "cross.default.svc.cluster.local.").answer == []
 
 
 # -- wire protocol -----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 reverse indexes (ClusterIP -> service, endpoint IP -> slices, pod IP -> pods) lookups need.
 
 Every change bumps ``generation`` and ``modified`` (the SOA serial, as CoreDNS's
-APIConn.Modified()) and calls the change listeners, which drop cached answers.
+APIConn.Modified()) and calls the change listeners with the namespace the change is in (None:
+everything may have changed), which drop the cached answers that depend on it.
 """
 
 from __future__ import annotations
@@ -41,20 +42,20 @@ class ClusterIndex:
         self.synced = False
         self.generation = 0
         self.modified = int(time.time())
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[str | None], None]] = []
 
-    def on_change(self, fn: Callable[[], None]) -> None:
+    def on_change(self, fn: Callable[[str | None], None]) -> None:
         self._listeners.append(fn)
 
-    def _changed(self) -> None:
+    def _changed(self, namespace: str | None) -> None:
         self.generation += 1
         self.modified = int(time.time())
         for fn in self._listeners:
-            fn()
+            fn(namespace)
 
     def mark_synced(self) -> None:
         self.synced = True
-        self._changed()
+        self._changed(None)
 
     # -- services ------------------------------------------------------------------------------
 
@@ -65,11 +66,11 @@ class ClusterIndex:
         self.services[key] = svc
         for ip in svc.cluster_ips:
             self.services_by_ip.setdefault(ip, []).append(key)
-        self._changed()
+        self._changed(svc.namespace)
 
     def delete_service(self, obj: Obj) -> None:
         if self._drop_service(_key(obj)):
-            self._changed()
+            self._changed(_key(obj)[0])
 
     def _drop_service(self, key: Key) -> bool:
         old = self.services.pop(key, None)
@@ -90,11 +91,11 @@ class ClusterIndex:
             self.slices_by_service.setdefault((sl.namespace, sl.service), {})[sl.name] = sl
             for ip in {a.ip for a in sl.addresses}:
                 self.slices_by_ip.setdefault(ip, []).append(key)
-        self._changed()
+        self._changed(_key(obj)[0])
 
     def delete_slice(self, obj: Obj) -> None:
         if self._drop_slice(_key(obj)):
-            self._changed()
+            self._changed(_key(obj)[0])
 
     def _drop_slice(self, key: Key) -> bool:
         old = self.slices.pop(key, None)
@@ -121,13 +122,13 @@ class ClusterIndex:
         name = _key(obj)[1]
         if name not in self.namespaces:
             self.namespaces.add(name)
-            self._changed()
+            self._changed(name)
 
     def delete_namespace(self, obj: Obj) -> None:
         name = _key(obj)[1]
         if name in self.namespaces:
             self.namespaces.discard(name)
-            self._changed()
+            self._changed(name)
 
     # -- pods ----------------------------------------------------------------------------------
 
@@ -140,11 +141,11 @@ class ClusterIndex:
         if ip is not None:
             self._pod_ips[key] = ip
             self.pods_by_ip.setdefault(ip, {})[key] = ip
-        self._changed()
+        self._changed(key[0])
 
     def delete_pod(self, obj: Obj) -> None:
         if self._drop_pod(_key(obj)):
-            self._changed()
+            self._changed(_key(obj)[0])
 
     def _drop_pod(self, key: Key) -> bool:
         ip = self._pod_ips.pop(key, None)

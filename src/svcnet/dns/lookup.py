@@ -86,6 +86,9 @@ class Result:
     authoritative: bool = True
     truncated: bool = False
     dynamic: bool = False  # holds upstream data: not to be cached with the zone's answers
+    # The one namespace whose objects decide this answer, or None when others may (cached
+    # answers are dropped per namespace when objects change).
+    depends: str | None = None
 
 
 @dataclass(slots=True)
@@ -97,10 +100,11 @@ class _State:
 
 
 class _Ctx:
-    __slots__ = ("dynamic", "fake")
+    __slots__ = ("crossed", "dynamic", "fake")
 
     def __init__(self, fake: bool = False) -> None:
-        self.dynamic = False
+        self.dynamic = False  # upstream data went into the answer
+        self.crossed = False  # another in-zone name was looked up (a CNAME chased)
         self.fake = fake
 
 
@@ -351,6 +355,7 @@ class ZoneLookup:
                 if any(p.rtype == TYPE_CNAME and p.rdata == cname.rdata for p in previous):
                     continue
                 if is_subdomain(st.zone, target):
+                    ctx.crossed = True
                     inner = _State(target, wire.abs_name(e.host), st.zone, want)
                     more, tc = await self.address(inner, [*previous, cname], ctx)
                     if more:
@@ -506,15 +511,26 @@ class ZoneLookup:
             records, extra = self.ns(st)
         else:
             fake = _State(name, owner, zone, TYPE_A)
-            found, _ = await self.address(fake, [], _Ctx(fake=True))
+            fake_ctx = _Ctx(fake=True)
+            found, _ = await self.address(fake, [], fake_ctx)
             records = None if found is None else []
+            ctx.crossed = fake_ctx.crossed
+        depends = None if ctx.crossed else _namespace_of(name[:len(name) - len(zone)])
         if records is None:
             rcode = wire.RCODE_NXDOMAIN if self.index.synced else wire.RCODE_SERVFAIL
-            return Result(rcode, authority=[self.soa()])
+            return Result(rcode, authority=[self.soa()], depends=depends)
         if not records:
-            return Result(wire.RCODE_NOERROR, authority=[self.soa()], dynamic=ctx.dynamic)
+            return Result(wire.RCODE_NOERROR, authority=[self.soa()], dynamic=ctx.dynamic, depends=depends)
         return Result(wire.RCODE_NOERROR, answer=records, additional=extra, truncated=truncated,
-                      dynamic=ctx.dynamic)
+                      dynamic=ctx.dynamic, depends=depends)
+
+
+def _namespace_of(base: Labels) -> str | None:
+    """The namespace a name below a zone lives in (``....<ns>.svc`` or ``....<ns>.pod``), whose
+    objects alone decide its answer; None for the apex, reverse names and ns.dns."""
+    if len(base) >= 2 and base[-1] in ("svc", "pod"):
+        return base[-2]
+    return None
 
 
 def _enc(labels: tuple[str, ...]) -> tuple[bytes, ...]:

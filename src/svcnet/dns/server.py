@@ -61,11 +61,14 @@ class DnsServer:
             self.metrics.cache_misses = lambda: fw.misses
             self.metrics.cache_size = lambda: len(fw)
         self.cache: dict[bytes, Template] = {}
-        index.on_change(self.cache.clear)
+        # Which cached answers a change in a namespace can affect: those of names in it, and
+        # the "global" ones (apex, reverse names, ns.dns, chased CNAMEs) that any change can.
+        self._by_namespace: dict[str, set[bytes]] = {}
+        self._global: set[bytes] = set()
+        index.on_change(self._invalidate)
         # Autopath answers depend on the client's namespace: cached per (namespace, question).
         self.autopath_pods = index.pods_by_ip if options.autopath else None
         self.autopath_cache: dict[tuple[str, bytes], Template | None] = {}
-        index.on_change(self.autopath_cache.clear)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -166,7 +169,7 @@ class DnsServer:
         template = wire.render(qname, q.qtype, q.qclass, zone_at, result.rcode, result.authoritative,
                                (result.answer, result.authority, result.additional), result.truncated)
         if not result.dynamic and generation == self.index.generation:
-            self._remember(q.key, template)
+            self._remember(q.key, template, result.depends)
         return template, "kubernetes"
 
     async def _outside(self, q: Query, qname: bytes) -> tuple[Template, str]:
@@ -211,10 +214,29 @@ class DnsServer:
             self.autopath_cache[key] = template  # None: autopath does not apply
         return template
 
-    def _remember(self, key: bytes, template: Template) -> None:
+    def _remember(self, key: bytes, template: Template, namespace: str | None = None) -> None:
         if len(self.cache) >= TEMPLATE_CACHE_LIMIT:
-            self.cache.clear()
+            self._invalidate(None)
         self.cache[key] = template
+        if namespace is None:
+            self._global.add(key)
+        else:
+            self._by_namespace.setdefault(namespace, set()).add(key)
+
+    def _invalidate(self, namespace: str | None) -> None:
+        """Drop the cached answers a change in ``namespace`` (None: anywhere) can affect."""
+        self.autopath_cache.clear()
+        if namespace is None:
+            self.cache.clear()
+            self._by_namespace.clear()
+            self._global.clear()
+            return
+        cache = self.cache
+        for key in self._by_namespace.pop(namespace, ()):
+            cache.pop(key, None)
+        for key in self._global:
+            cache.pop(key, None)
+        self._global.clear()
 
 
 def _labels(qname: bytes) -> tuple[str, ...]:
