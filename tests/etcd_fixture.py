@@ -8,6 +8,7 @@ their own three members. Short heartbeat and election timeouts keep failover tes
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -21,6 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel kills this etcd if the test process dies without
+    running its teardown (a CI timeout's SIGKILL), so no member outlives its session."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def etcd_missing_reason() -> str | None:
@@ -161,7 +169,10 @@ class EtcdCluster:
                      "--trusted-ca-file", str(member.tls.ca), "--client-cert-auth"]
         log = open(member.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
-            member.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            member.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             log.close()
 
