@@ -26,7 +26,8 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 def _die_with_parent() -> None:
     """In the child before exec: the kernel kills this etcd if the test process dies without
-    running its teardown (a CI timeout's SIGKILL), so no member outlives its session."""
+    running its teardown (a CI timeout's SIGKILL), so no member outlives its session. Linux
+    ties this to the thread that started the child: start members from the main thread."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
