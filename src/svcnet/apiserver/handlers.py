@@ -297,12 +297,14 @@ class ResourceHandlers:
     ) -> web.Response:
         obj = await self.registry.get(res, ns, name)
         if sub == "scale":
-            return json_response(scale_of(res, obj))
+            obj = scale_of(res, obj)
         table_version = tables.wants_table(request.headers.get("Accept", ""))
-        if table_version is not None and sub is None:
+        if table_version is not None:
+            # `kubectl get --subresource=status|scale` asks for tables too.
             include = tables.include_object(request.query)
             meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
-            return json_response(tables.table(res, [obj], include, table_version, meta))
+            kind = tables.SCALE if sub == "scale" else res
+            return json_response(tables.table(kind, [obj], include, table_version, meta))
         return json_response(obj)
 
     async def list(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:

@@ -21,6 +21,8 @@ from svcnet.api import errors, schema
 from svcnet.api.resources import Resource
 
 TABLE_GROUP = "meta.k8s.io"
+# The scale subresource's kind, for `kubectl get --subresource=scale`.
+SCALE = Resource("autoscaling", "v1", "Scale", "scale", "scale", True, "")
 TABLE_VERSIONS = ("v1", "v1beta1")
 INCLUDE_OBJECT = ("None", "Metadata", "Object")
 
@@ -301,6 +303,12 @@ def columns(kind: str) -> tuple[dict[str, Any], ...]:
             _age_col(),
             _col("Containers", "string", CONTAINERS_DOC, 1),
             _col("Images", "string", IMAGES_DOC, 1),
+        )
+    if kind == "Scale":
+        return (
+            _name_col(),
+            _col("Desired", "integer", _doc("autoscaling/v1", "Scale", "spec", "replicas")),
+            _col("Available", "integer", _doc("autoscaling/v1", "Scale", "status", "replicas")),
         )
     if kind == "Lease":
         return (
@@ -694,6 +702,11 @@ _PRINTERS: dict[str, Callable[[Obj], Cells]] = {
     "Event": _event,
     "Deployment": _deployment,
     "StatefulSet": _statefulset,
+    "Scale": lambda scale: [
+        _name(scale),
+        _int(_d(scale.get("spec")).get("replicas")),
+        _int(_d(scale.get("status")).get("replicas")),
+    ],
     "Lease": lambda lease: [
         _name(lease),
         str(_d(lease.get("spec")).get("holderIdentity") or ""),
