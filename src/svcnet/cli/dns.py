@@ -135,7 +135,8 @@ def dns_command(
             raise typer.Exit(1) from e
         assert service.server is not None
         extra = f", metrics on port {service.http_port}" if service.http_port else ""
-        print(f"svcnet dns serving on {host}:{service.server.port} (udp+tcp){extra}", flush=True)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"svcnet dns serving on {shown}:{service.server.port} (udp+tcp){extra}", flush=True)
         await stop.wait()
         await service.stop()
         stop_source = getattr(source, "stop", None)
