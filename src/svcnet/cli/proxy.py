@@ -166,6 +166,8 @@ def render_cmd(
     service_cidr: ServiceCIDROpt = None,
     ip_family: FamilyOpt = "ipv4",
     sort: Annotated[bool, typer.Option("--sorted", help="order rules as upstream's tests do")] = False,
+    ipvs_scheduler: Annotated[str, typer.Option(
+        "--ipvs-scheduler", help="IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh")] = "rr",
 ) -> None:
     """Print what a full sync hands the kernel (iptables-restore input for --mode iptables)."""
     from svcnet.client.filesource import ObjectsFileError
@@ -183,9 +185,19 @@ def render_cmd(
         _fail("--sorted applies to --mode iptables only")
     node = build_node_config(node_name, node_ip, cluster_cidr, masquerade_all, masquerade_bit,
                              nodeport_addresses, localhost_nodeports, service_cidr, ip_family)
+    if mode == "ipvs":
+        from svcnet.proxy.ipvs import SCHEDULERS
+
+        if ipvs_scheduler not in SCHEDULERS:
+            _fail(f"--ipvs-scheduler must be one of {', '.join(SCHEDULERS)}, not {ipvs_scheduler!r}")
     try:
         snapshot = load_files(filename)
-        text = render_full(mode, snapshot, node)
+        if mode == "ipvs":
+            from svcnet.proxy.ipvs import render_snapshot
+
+            text = render_snapshot(snapshot, node, ipvs_scheduler)
+        else:
+            text = render_full(mode, snapshot, node)
     except ObjectsFileError as e:
         _fail(str(e))
     except NotImplementedError as e:
