@@ -485,7 +485,9 @@ def apply(
     # Fields this manager applied before and no longer does, that nobody else owns, go away.
     dropped = (mine.fields if mine else set()) - set(applied_flat)
     owned_by_others = set().union(*(e.fields for e in others)) if others else set()
-    for path in sorted(dropped, key=len, reverse=True):
+    # Shorter paths first: a dropped list item goes as a whole, before its fields would be
+    # removed one by one (which would leave the item without its key and unfindable).
+    for path in sorted(dropped, key=len):
         if path in owned_by_others or any(p[: len(path)] == path for p in owned_by_others):
             continue
         _delete(result, path)
