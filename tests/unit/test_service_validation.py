@@ -68,7 +68,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("label-value-too-long", service(labels={"app": "x" * 64}), "metadata.labels", "FieldValueInvalid",
      "must be no more than 63 characters"),
     ("annotation-key-bad", service(annotations={"a/b/c": "x"}), "metadata.annotations", "FieldValueInvalid",
-     "a valid label key must consist of alphanumeric characters"),
+     "a qualified name must consist of alphanumeric characters"),
     ("annotations-too-large", service(annotations={"big": "x" * (256 * 1024)}), "metadata.annotations",
      "FieldValueTooLong", "Too long: may not be more than 262144 bytes"),
     ("topology-annotations-disagree",
@@ -98,7 +98,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, str]] = [
     ("target-port-name-no-letter", service({"ports": [{"port": 80, "targetPort": "8080"}]}),
      "spec.ports[0].targetPort", "FieldValueInvalid", "must contain at least one letter (a-z)"),
     ("app-protocol-bad", service({"ports": [{"port": 80, "appProtocol": "a/b/c"}]}), "spec.ports[0].appProtocol",
-     "FieldValueInvalid", "a valid label key"),
+     "FieldValueInvalid", "a qualified name"),
     ("duplicate-port-protocol", service({"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]}),
      "spec.ports[1]", "FieldValueDuplicate",
      'Duplicate value: core.ServicePort{Name:"", Protocol:"TCP", AppProtocol:(*string)(nil), Port:80, '
@@ -207,7 +207,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str, str]] = [
      "spec.loadBalancerClass", "FieldValueForbidden", LB_ONLY),
     ("lb-class-bad-name", service({"type": "LoadBalancer", "loadBalancerClass": "example.com/lb/v2",
                                    "ports": [{"port": 80}]}),
-     "spec.loadBalancerClass", "FieldValueInvalid", "a valid label key"),
+     "spec.loadBalancerClass", "FieldValueInvalid", "a qualified name"),
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from svcnet.api.errors import bad_request
 from svcnet.api.resources import Resource
+from svcnet.api.validation.common import is_qualified_name, is_valid_label_value
 
 __all__ = [
     "FieldSelector",
@@ -69,94 +70,6 @@ def go_quote(text: str) -> str:
             out.append(f"\\U{ord(ch):08x}")
     out.append('"')
     return "".join(out)
-
-
-_QNAME_CHAR = "[A-Za-z0-9]"
-_QNAME_EXT_CHAR = "[-A-Za-z0-9_.]"
-_QUALIFIED_NAME_FMT = f"({_QNAME_CHAR}{_QNAME_EXT_CHAR}*)?{_QNAME_CHAR}"
-_QUALIFIED_NAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_QUALIFIED_NAME_RE = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
-_LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, "
-    "'-', '_' or '.', and must start and end with an alphanumeric character"
-)
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = f"{_DNS1123_LABEL_FMT}(\\.{_DNS1123_LABEL_FMT})*"
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-    "characters, '-' or '.', and must start and end with an alphanumeric character"
-)
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    shown = " or ".join(f"'{e}', " for e in examples)
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _max_len_error(length: int) -> str:
-    return f"must be no more than {length} characters"
-
-
-def _fullmatch(pattern: re.Pattern[str], value: str) -> bool:
-    # Go's "$" matches only at the very end; Python's "$" also before a final "\n".
-    return pattern.fullmatch(value) is not None
-
-
-def _dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append(_max_len_error(253))
-    if not _fullmatch(_DNS1123_SUBDOMAIN_RE, value):
-        errs.append(_regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """apimachinery IsQualifiedName: ``[prefix/]name`` as label and annotation keys use."""
-    errs: list[str] = []
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            errs.extend("prefix part " + m for m in _dns1123_subdomain_errors(prefix))
-    else:
-        return [
-            "a qualified name "
-            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > 63:
-        errs.append("name part " + _max_len_error(63))
-    if not _fullmatch(_QUALIFIED_NAME_RE, name):
-        errs.append(
-            "name part "
-            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-        )
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """apimachinery IsValidLabelValue."""
-    errs = []
-    if len(value) > 63:
-        errs.append(_max_len_error(63))
-    if not _fullmatch(_LABEL_VALUE_RE, value):
-        errs.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
 
 
 def _invalid(path: str, value: str, detail: str) -> str:
@@ -234,7 +147,7 @@ class Requirement:
 def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
     """labels.NewRequirement: validates and raises with the aggregated field errors."""
     errs: list[str] = []
-    key_errs = qualified_name_errors(key)
+    key_errs = is_qualified_name(key)
     if key_errs:
         errs.append(_invalid("key", key, "; ".join(key_errs)))
     if operator in (IN, NOT_IN):
@@ -269,7 +182,7 @@ def _new_requirement(key: str, operator: str, values: list[str]) -> Requirement:
         supported = ", ".join(go_quote(o) for o in (*_BINARY_OPERATORS, EXISTS, DOES_NOT_EXIST))
         errs.append(f"operator: Unsupported value: {go_quote(operator)}: supported values: {supported}")
     for i, v in enumerate(values):
-        value_errs = label_value_errors(v)
+        value_errs = is_valid_label_value(v)
         if value_errs:
             errs.append(_invalid(f"values[{i}][{key}]", v, "; ".join(value_errs)))
     if errs:
@@ -464,7 +377,7 @@ class _LabelParser:
             tok, lit = self.consume()
         if tok != _ID:
             raise _SelectorError(f"found '{lit}', expected: identifier")
-        key_errs = qualified_name_errors(lit)
+        key_errs = is_qualified_name(lit)
         if key_errs:
             # Upstream validates against a nil field path, which prints as "<nil>".
             raise _SelectorError(_invalid("<nil>", lit, "; ".join(key_errs)))
