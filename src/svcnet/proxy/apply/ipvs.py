@@ -29,8 +29,9 @@ IPVS_JUMPS: tuple[tuple[str, str, list[str]], ...] = (
 )
 
 
-def ipvs_unavailable_reason(proc_path: str = PROC_IP_VS) -> str | None:
+def ipvs_unavailable_reason(proc_path: str | None = None) -> str | None:
     """None when this kernel can run IPVS mode; else what is missing, naming the module."""
+    proc_path = proc_path or PROC_IP_VS
     if not os.path.exists(proc_path):
         return (f"this kernel has no IPVS ({proc_path} does not exist): the kernel module ip_vs is "
                 "not loaded or not available (try `modprobe ip_vs ip_vs_rr`), or use --mode nftables")
