@@ -26,7 +26,8 @@ def state_with(tcp_eps: list[str], udp_eps: list[str], annotation: str | None = 
         meta["annotations"] = {"svcnet.io/scheduler": annotation}
     web_port = {"name": "p", "port": 80, "protocol": "TCP"}
     dns_port = {"name": "d", "port": 53, "protocol": "UDP"}
-    st.on_service({"kind": "Service", "metadata": meta, "spec": {"clusterIP": "172.30.0.10", "ports": [web_port]}})
+    st.on_service({"kind": "Service", "metadata": meta,
+                   "spec": {"clusterIP": "172.30.0.10", "ports": [web_port]}})
     st.on_service({"kind": "Service", "metadata": {"namespace": "ns", "name": "dns"},
                    "spec": {"clusterIP": "172.30.0.11", "ports": [dns_port]}})
     for name, eps, proto, port in (("web", tcp_eps, "TCP", 8080), ("dns", udp_eps, "UDP", 53)):
