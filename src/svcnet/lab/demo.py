@@ -85,6 +85,34 @@ WEB_LB = {
         "ports": [{"protocol": "TCP", "port": 80, "targetPort": 8080}],
     },
 }
+MY_DATABASE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "my-database"},
+    "spec": {"type": "ExternalName", "externalName": "db.example.com"},
+}
+DB_HEADLESS = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "db-headless"},
+    "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]},
+}
+DB = {
+    "apiVersion": "apps/v1",
+    "kind": "StatefulSet",
+    "metadata": {"name": "db"},
+    "spec": {
+        "serviceName": "db-headless",
+        "replicas": 2,
+        "selector": {"matchLabels": {"app": "db"}},
+        "template": {
+            "metadata": {"labels": {"app": "db"}},
+            "spec": {
+                "containers": [{"name": "db", "image": "svcnet/echo", "ports": [{"containerPort": 5432}]}]
+            },
+        },
+    },
+}
 FRONTEND = {
     "apiVersion": "v1",
     "kind": "Pod",
@@ -215,12 +243,16 @@ class Demo:
             ("deployments", WEB),
             ("services", WEB_SVC),
             ("services", WEB_LB),
+            ("services", MY_DATABASE),
+            ("services", DB_HEADLESS),
+            ("statefulsets", DB),
             ("pods", FRONTEND),
         ):
             await self.ensure(resource, obj)
         backends = await self.wait_ready("app=backend", 3)
         await self.wait_ready("app=web", 1)
         await self.wait_ready("app=frontend", 1)
+        await self.wait_ready("app=db", 2)
         await self.wait_endpoints("backend-svc", 3)
         await self.wait_endpoints("web-svc", 1)
         return StepResult(

@@ -1,7 +1,8 @@
 """The built-in server a container without a command runs, so upstream example manifests work
 unchanged: HTTP on each declared TCP containerPort (the reply names the pod, its IP, its node
 and the client address it saw), and for anything that is not an HTTP request on a TCP port,
-or any datagram on a UDP port, a plain echo.
+or any datagram on a UDP port, a plain echo. On SIGTERM it keeps serving for
+SVCNET_ECHO_DRAIN_SECONDS (2 by default) before it exits.
 
 Usage: python -m svcnet.node.echo [--tcp PORT]... [--udp PORT]...  (identity from POD_NAME,
 POD_IP, NODE_NAME in the environment). Only the standard library, so it starts fast.
@@ -95,6 +96,10 @@ async def main(argv: list[str]) -> None:
         await loop.create_datagram_endpoint(UdpEcho, local_addr=("0.0.0.0", p))
     print(f"echo server: tcp {tcp} udp {udp}", flush=True)
     await stop.wait()
+    # Keep serving for a moment after SIGTERM, as a well-behaved server (or a preStop sleep)
+    # does: kube-proxies need a moment to drop this endpoint, and until they have, new
+    # connections still arrive here.
+    await asyncio.sleep(float(os.environ.get("SVCNET_ECHO_DRAIN_SECONDS", "2")))
     for s in servers:
         s.close()
 
