@@ -206,6 +206,9 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--datastore", choices=["sqlite", "etcd"], default="sqlite",
                         help="etcd: start a one-member etcd and run the server on it")
+    parser.add_argument("--with-controllers", action="store_true",
+                        help="keep the in-process controllers on (off by default: kube-apiserver is "
+                             "measured without controller-manager, whose slices would double the writes)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="svcnet-bench-") as tmp:
@@ -217,6 +220,8 @@ def main() -> None:
 
             etcd = EtcdCluster.start(1, root=tmpdir / "etcd")
             extra = ["--datastore", etcd.url]
+        if not args.with_controllers:
+            extra.append("--no-controllers")
         server = start_api_server(tmpdir / "data", extra_args=extra)
         try:
             names = [f"svc-{i:05d}" for i in range(max(args.services, args.creates))]
@@ -240,7 +245,7 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores; server and load generator share them")
     target = "1,000" if etcd is not None else "2,000"
-    print(f"datastore: {args.datastore}")
+    print(f"datastore: {args.datastore}; controllers {'on' if args.with_controllers else 'off'}")
     print(f"creates/s ({args.concurrency} clients, {args.creates} Services): {create_rate:,.0f}   "
           f"[target >= {target}]")
     if etcd is not None:

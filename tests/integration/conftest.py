@@ -32,8 +32,9 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ApiServerProcess]]:
     """Start (and restart) private servers on a data directory of the test's own."""
     started: list[ApiServerProcess] = []
 
-    def start(data_dir: Path | None = None, port: int = 0) -> ApiServerProcess:
-        server = start_api_server(data_dir or tmp_path / "data", port)
+    def start(data_dir: Path | None = None, port: int = 0,
+              extra_args: list[str] | None = None) -> ApiServerProcess:
+        server = start_api_server(data_dir or tmp_path / "data", port, extra_args=extra_args)
         started.append(server)
         return server
 

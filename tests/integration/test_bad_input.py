@@ -159,5 +159,7 @@ def _name_in(body: bytes) -> str:
         return ""
     name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) and isinstance(
         doc.get("metadata"), dict) else None
-    safe = isinstance(name, str) and name and all(c.isalnum() or c in "-." for c in name) and len(name) < 64
+    # ASCII only: str.isalnum() accepts '²' and friends, which cannot go into a URL path as is.
+    safe = (isinstance(name, str) and name and name.isascii()
+            and all(c.isalnum() or c in "-." for c in name) and len(name) < 64)
     return name if safe else ""
