@@ -229,7 +229,9 @@ class UserspaceProxier:
         cluster, local, _, _ = categorize_endpoints(endpoints, info, self.node.node_name,
                                                     self.node.node_labels)
         chosen = {INTERNAL: local if info.internal_policy_local else cluster,
-                  EXTERNAL: local if info.external_policy_local else cluster}
+                  # no external address: no external endpoints (they would only look in use)
+                  EXTERNAL: (local if info.external_policy_local else cluster)
+                  if info.externally_accessible else []}
         backends: dict[str, list[Backend]] = {}
         union: dict[str, Backend] = {}
         for scope, eps in chosen.items():
