@@ -780,3 +780,20 @@ async def test_udp_flows_beyond_max_connections_are_dropped(backends, proxies):
     finally:
         for s in socks:
             s.close()
+
+
+async def test_a_port_taken_by_someone_else_is_retried_on_the_next_sync(backends, proxies):
+    proxy = proxies()
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((cip, port))
+    squatter.listen(1)
+    bport = backends[0].port
+    await proxy.apply(service("busy", cip, port, bport),
+                      endpoint_slice("busy", bport, [(backends[0].ip, "ready")]))
+    assert ("TCP", cip, port) in proxy.proxier.bind_errors
+    squatter.close()
+    await proxy.proxier.sync()  # nothing changed in the API: the bind is retried anyway
+    assert await ask(cip, port) == "be1"
+    assert not proxy.proxier.bind_errors

@@ -247,7 +247,10 @@ class UserspaceProxier:
         if draining:
             log.info("%s: draining %s", spn, ", ".join(b.key for b in draining))
             self._schedule_drain(rt.pool, [b.key for b in draining])
-        self._sync_listeners(rt, self._desired_addresses(info))
+        desired = self._desired_addresses(info)
+        self._sync_listeners(rt, desired)
+        if any(addr in self.bind_errors for addr in desired):
+            rt.signature = ()  # retry the failed binds on the next sync (at most --sync-period away)
 
     def _sync_listeners(self, rt: PortRuntime, desired: dict[Address, str]) -> None:
         for addr in [a for a in rt.listeners if a not in desired]:
