@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.root
 
 CLUSTER_IP = "10.96.0.10"
+EXTERNAL_IP = "192.168.60.10"  # not on any interface: served through a REDIRECT rule too
 NODE_PORT = 30080
 
 
@@ -31,7 +32,7 @@ def objects(pods: list[tuple[str, str]]) -> list[dict]:
     svc = {"apiVersion": "v1", "kind": "Service",
            "metadata": {"name": "web", "namespace": "default", "annotations": {"svcnet.io/scheduler": "rr"}},
            "spec": {"type": "NodePort", "clusterIP": CLUSTER_IP, "clusterIPs": [CLUSTER_IP],
-                    "ipFamilies": ["IPv4"],
+                    "ipFamilies": ["IPv4"], "externalIPs": [EXTERNAL_IP],
                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP",
                                "nodePort": NODE_PORT},
                               {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]}}
@@ -95,6 +96,9 @@ def test_redirect_rules_serve_real_cluster_ips(lab_with_pods: NetnsLab, backend:
         from_pod = lab.tcp(lab.pods["pa"].netns, CLUSTER_IP, 80, count=4)
         from_node = lab.tcp(lab.node, CLUSTER_IP, 80, count=4)
         assert {line.split()[0] for line in from_pod + from_node} == pod_names, (from_pod, from_node)
+        # an external IP that is not local: REDIRECT as well
+        via_external_ip = lab.tcp(lab.client, EXTERNAL_IP, 80, count=2)
+        assert {line.split()[0] for line in via_external_ip} <= pod_names and len(via_external_ip) == 2
         # the NodePort listener is bound directly, no rule needed
         via_node_port = lab.tcp(lab.client, lab.node_ip, NODE_PORT, count=2)
         assert {line.split()[0] for line in via_node_port} <= pod_names and len(via_node_port) == 2
@@ -109,7 +113,7 @@ def test_redirect_rules_serve_real_cluster_ips(lab_with_pods: NetnsLab, backend:
                           "'http://127.0.0.1:10249/metrics').read().decode())").stdout
         total = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                     if line.startswith("svcnet_userspace_connections_total") and 'protocol="TCP"' in line)
-        assert total == 20
+        assert total == 22
     finally:
         lab.stop(proxy)
     print(proxy.log_path.read_text(), file=sys.stderr)  # type: ignore[attr-defined]
