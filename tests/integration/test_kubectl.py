@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -576,3 +578,28 @@ def test_describe_wait_and_raw(kubectl: Kubectl) -> None:
     raw = json.loads(kubectl.out("get", "--raw", f"/api/v1/namespaces/{ns}/services/backend-svc"))
     assert raw["kind"] == "Service" and raw["metadata"]["namespace"] == ns
     assert kubectl.out("get", "svc", "backend-svc", "-n", ns, "-o", "jsonpath={.spec.selector.tier}") == "api"
+
+
+def test_documented_kubeconfig_flow(api_server, tmp_path: Path) -> None:
+    """docs/kubectl.md: `svcnet kubeconfig --write PATH`, then `export KUBECONFIG=PATH`."""
+    path = tmp_path / "svcnet.kubeconfig"
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "svcnet",
+            "kubeconfig",
+            "--data-dir",
+            str(api_server.data_dir),
+            "--write",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert written.returncode == 0, written.stderr
+    assert f"export KUBECONFIG={path}" in written.stdout
+    user = Kubectl(path, tmp_path)
+    namespaces = user.out("get", "namespaces", "-o", "name").split()
+    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public"} <= set(namespaces)
