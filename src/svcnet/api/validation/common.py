@@ -8,6 +8,7 @@ in a field error (``[]string{"a", "b"}``), so messages read as kube-apiserver's 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -415,6 +416,13 @@ def parse_ip_sloppy(value: Any) -> IPAddress | None:
     """Go's net.ParseIP, which also accepts leading zeros in IPv4 (read as decimal)."""
     if not isinstance(value, str) or not value or "%" in value:
         return None
+    return _parse_ip_text(value)
+
+
+# Slices, Endpoints and Services are revalidated on every write with mostly the same addresses;
+# parsed addresses are immutable, so a bounded cache makes repeated parsing nearly free.
+@functools.lru_cache(maxsize=65536)
+def _parse_ip_text(value: str) -> IPAddress | None:
     match = _DOTTED_QUAD_RE.match(value)
     if match:
         octets = [int(x) for x in match.groups()]
@@ -483,6 +491,11 @@ def _unmapped(ip: IPAddress) -> IPAddress:
     return ip
 
 
+_LINK_LOCAL_V4 = ipaddress.ip_network("169.254.0.0/16")
+_LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
+_LINK_LOCAL_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/24")
+
+
 def validate_non_special_ip(value: Any, path: str) -> list[FieldError]:
     """No unspecified, loopback, link-local or link-local multicast addresses."""
     text = as_str(value)
@@ -495,17 +508,13 @@ def validate_non_special_ip(value: Any, path: str) -> list[FieldError]:
         errs.append(invalid_value(path, text, f"may not be unspecified ({text})"))
     if ip.is_loopback:
         errs.append(invalid_value(path, text, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
-    link_local_unicast = (
-        ip in ipaddress.ip_network("169.254.0.0/16")
-        if ip.version == 4
-        else ip in ipaddress.ip_network("fe80::/10")
-    )
+    link_local_unicast = ip in (_LINK_LOCAL_V4 if ip.version == 4 else _LINK_LOCAL_V6)
     if link_local_unicast:
         errs.append(
             invalid_value(path, text, "may not be in the link-local range (169.254.0.0/16, fe80::/10)")
         )
     link_local_multicast = (
-        ip in ipaddress.ip_network("224.0.0.0/24")
+        ip in _LINK_LOCAL_MULTICAST_V4
         if ip.version == 4
         else (ip.is_multicast and (int(ip) >> 112) & 0xF == 2)
     )
