@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -36,6 +37,14 @@ def etcd_missing_reason() -> str | None:
     if not os.access(ETCD, os.X_OK):
         return f"etcd is not installed ({ETCD}); scripts/install-system-deps.sh installs etcd-server"
     return None
+
+
+class MemberExitedError(RuntimeError):
+    """A member we started exited while starting (a port already in use, bad flags)."""
+
+
+class PortTakenError(RuntimeError):
+    """Another process's etcd answers on the port chosen for ours."""
 
 
 def free_port() -> int:
@@ -76,18 +85,31 @@ class EtcdMember:
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
+    def _context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+        ctx.load_cert_chain(str(self.tls.cert), str(self.tls.key))  # good for client auth too
+        return ctx
+
     def healthy(self) -> bool:
-        if self.tls is not None:  # health over TLS needs a client certificate: ask the port
-            try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
-                    return True
-            except OSError:
-                return False
+        """Serving, with a leader, and really this member: with many test sessions on one
+        machine another session's etcd may have taken the port between free_port() and our
+        bind; then our member has exited or is about to, and that etcd is not ours."""
         try:
-            with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=1) as resp:
-                return b'"true"' in resp.read()
+            ctx = self._context()
+            with urllib.request.urlopen(f"{self.client_url}/health", timeout=1, context=ctx) as resp:
+                if b'"true"' not in resp.read():
+                    return False
+            url = f"{self.client_url}/v3/cluster/member/list"
+            req = urllib.request.Request(url, data=b"{}", method="POST")
+            with urllib.request.urlopen(req, timeout=1, context=ctx) as resp:
+                members = json.loads(resp.read()).get("members", [])
         except OSError:
             return False
+        if not any(self.peer_url in m.get("peerURLs", []) for m in members):
+            raise PortTakenError(f"{self.endpoint} is served by an etcd that is not {self.name}")
+        return True
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -128,21 +150,30 @@ class EtcdCluster:
         owns = root is None
         root = Path(tempfile.mkdtemp(prefix="svcnet-etcd-")) if root is None else root
         root.mkdir(parents=True, exist_ok=True)
-        token = f"svt-{os.getpid()}-{time.monotonic_ns()}"
-        members = [
-            EtcdMember(f"m{i}", free_port(), free_port(), root / f"m{i}.etcd", root / f"m{i}.log", tls=tls)
-            for i in range(size)
-        ]
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
-        cluster = cls(members, root, initial, token, owns)
-        try:
-            for member in members:
-                cluster.launch(member, new=True)
-            cluster.wait_healthy(timeout)
-        except BaseException:
-            cluster.stop()
-            raise
-        return cluster
+        for attempt in range(3):
+            token = f"svt-{os.getpid()}-{time.monotonic_ns()}"
+            members = [
+                EtcdMember(f"m{i}", free_port(), free_port(), root / f"a{attempt}-m{i}.etcd",
+                           root / f"a{attempt}-m{i}.log", tls=tls)
+                for i in range(size)
+            ]
+            initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+            cluster = cls(members, root, initial, token, owns)
+            try:
+                for member in members:
+                    cluster.launch(member, new=True)
+                cluster.wait_healthy(timeout)
+                return cluster
+            except (PortTakenError, MemberExitedError):
+                for member in members:
+                    member.stop()
+                if attempt == 2:
+                    cluster.stop()
+                    raise
+            except BaseException:
+                cluster.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def launch(self, member: EtcdMember, new: bool = False) -> None:
         """Start (or restart, keeping its data) one member."""
@@ -183,7 +214,8 @@ class EtcdCluster:
         while waiting:
             for member in list(waiting):
                 if member.proc is not None and member.proc.poll() is not None:
-                    raise RuntimeError(f"etcd {member.name} exited:\n{member.log_path.read_text()[-3000:]}")
+                    log = member.log_path.read_text()[-3000:]
+                    raise MemberExitedError(f"etcd {member.name} exited:\n{log}")
                 if member.healthy():
                     waiting.remove(member)
             if waiting:
