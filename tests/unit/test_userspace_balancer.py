@@ -153,3 +153,16 @@ def test_rendered_rules_are_accepted_by_nft_check():
     if res.returncode != 0 and "Operation not permitted" in res.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN")
     assert res.returncode == 0, res.stderr
+
+
+def test_each_draining_period_counts_separately():
+    pool = PortBackends()
+    a = pool.get("10.0.0.1", 80, 1)
+    pool.replace([a])
+    pool.add_conn(a, "c")
+    pool.replace([])
+    first = pool.drain_epoch[a.key]
+    pool.replace([pool.get("10.0.0.1", 80, 1)])  # back while its connection is still open
+    assert a.key not in pool.draining
+    pool.replace([])
+    assert pool.drain_epoch[a.key] == first + 1  # a timer armed for the first period is stale

@@ -117,6 +117,9 @@ class PortBackends:
     def __init__(self) -> None:
         self.current: dict[str, Backend] = {}
         self.draining: dict[str, Backend] = {}
+        # bumped each time a key starts draining, so a drain timer armed for an earlier period
+        # (the endpoint came back, then left again) does not cut the new period short
+        self.drain_epoch: dict[str, int] = {}
         self.conns: dict[str, set] = {}  # backend key -> open connection objects
 
     def get(self, ip: str, port: int, weight: int) -> Backend:
@@ -133,6 +136,7 @@ class PortBackends:
             if key not in new:
                 if self.open_count(b):
                     self.draining[key] = b
+                    self.drain_epoch[key] = self.drain_epoch.get(key, 0) + 1
                     started.append(b)
                 else:
                     self.conns.pop(key, None)
@@ -152,6 +156,7 @@ class PortBackends:
             if not conns and b.key not in self.current:
                 self.conns.pop(b.key, None)
                 self.draining.pop(b.key, None)
+                self.drain_epoch.pop(b.key, None)
 
     def all(self) -> list[Backend]:
         return [*self.current.values(), *self.draining.values()]

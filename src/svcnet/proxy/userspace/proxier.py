@@ -306,12 +306,13 @@ class UserspaceProxier:
     def _schedule_drain(self, pool: PortBackends, keys: list[str]) -> None:
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
+        armed = {key: pool.drain_epoch.get(key) for key in keys}
 
         def expire() -> None:
             self._timers.discard(handle)
-            for key in keys:
-                if key not in pool.draining:
-                    continue  # came back, or already drained
+            for key, epoch in armed.items():
+                if key not in pool.draining or pool.drain_epoch.get(key) != epoch:
+                    continue  # came back (perhaps to leave again later), or already drained
                 conns = list(pool.conns.get(key, ()))
                 if conns:
                     log.info("drain timeout: closing %d connection(s) to %s", len(conns), key)
