@@ -37,7 +37,7 @@ class Kubectl:
         stdin: str | None = None,
         check: bool = True,
         allow_warnings: bool = False,
-        timeout: float = 20,
+        timeout: float = 60,
         **env: str,
     ) -> subprocess.CompletedProcess[str]:
         """kubectl ARGS; by default it must succeed and print no warning on stderr."""

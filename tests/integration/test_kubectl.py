@@ -23,12 +23,29 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def kubectl(api_server, tmp_path_factory) -> Iterator[Kubectl]:
-    yield Kubectl(api_server.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"))
+    client = Kubectl(api_server.kubeconfig_path, tmp_path_factory.mktemp("kubectl-home"))
+    yield client
+    # The server is shared with other test modules: give back the node ports and IPs.
+    leftovers = [f"namespace/{ns}" for ns in CREATED] + [f"node/{n}" for n in NODES]
+    client.run("delete", "--ignore-not-found", "--wait=false", *leftovers, check=False, allow_warnings=True)
+
+
+CREATED: list[str] = []
+NODES = ("kt-node-1", "kt-node-2", "kt-node-3", "kt-node-d")
 
 
 def make_namespace(kubectl: Kubectl, name: str) -> str:
     kubectl.run("apply", "-f", "-", stdin=namespace_manifest(name))
+    CREATED.append(name)
     return name
+
+
+def free_node_ports(kubectl: Kubectl, count: int) -> list[int]:
+    """Node ports in 31000-31999 that no Service of the shared server holds (same width, so
+    the expected tables keep their layout)."""
+    used = kubectl.out("get", "svc", "-A", "-o", "jsonpath={.items[*].spec.ports[*].nodePort}").split()
+    free = [p for p in range(31000, 32000) if str(p) not in used]
+    return free[:count]
 
 
 def wait_for(predicate, timeout: float = 8.0, interval: float = 0.1):
@@ -320,7 +337,7 @@ items:
     clusterIP: 10.111.222.11
     selector: {app: web}
     ports:
-    - {port: 80, targetPort: 8080, nodePort: 31080}
+    - {port: 80, targetPort: 8080, nodePort: NODE_PORT_A}
 - apiVersion: v1
   kind: Service
   metadata: {name: fixed-lb}
@@ -329,7 +346,7 @@ items:
     clusterIP: 10.111.222.12
     selector: {app: web}
     ports:
-    - {port: 80, targetPort: 8080, nodePort: 31081}
+    - {port: 80, targetPort: 8080, nodePort: NODE_PORT_B}
 - apiVersion: v1
   kind: Service
   metadata: {name: fixed-external}
@@ -431,8 +448,8 @@ EXPECTED_GET_SVC = [
     "fixed-clusterip   ClusterIP      10.111.222.10   <none>           80/TCP,443/TCP   {AGE}",
     "fixed-external    ExternalName   <none>          db.example.com   <none>           {AGE}",
     "fixed-headless    ClusterIP      None            <none>           5432/TCP         {AGE}",
-    "fixed-lb          LoadBalancer   10.111.222.12   <pending>        80:31081/TCP     {AGE}",
-    "fixed-nodeport    NodePort       10.111.222.11   <none>           80:31080/TCP     {AGE}",
+    "fixed-lb          LoadBalancer   10.111.222.12   <pending>        80:NODE_PORT_B/TCP     {AGE}",
+    "fixed-nodeport    NodePort       10.111.222.11   <none>           80:NODE_PORT_A/TCP     {AGE}",
     "fixed-udp         ClusterIP      10.111.222.13   192.0.2.10       53/UDP,53/TCP    {AGE}",
 ]
 EXPECTED_GET_PODS_WIDE = [
@@ -467,7 +484,9 @@ Events:                   <none>
 def test_output_matches_kube_apiserver_for_fixed_objects(kubectl: Kubectl) -> None:
     ns = make_namespace(kubectl, "kt-fixed")
     kubectl.run("apply", "-f", "-", stdin=FIXED_NODES)
-    kubectl.run("create", "-n", ns, "-f", "-", stdin=FIXED_SERVICES)
+    port_a, port_b = (str(p) for p in free_node_ports(kubectl, 2))
+    fixed = FIXED_SERVICES.replace("NODE_PORT_A", port_a).replace("NODE_PORT_B", port_b)
+    kubectl.run("create", "-n", ns, "-f", "-", stdin=fixed)
     kubectl.run("create", "-n", ns, "-f", "-", stdin=FIXED_PODS)
     for name, status in POD_STATUS.items():
         kubectl.run(
@@ -482,7 +501,10 @@ def test_output_matches_kube_apiserver_for_fixed_objects(kubectl: Kubectl) -> No
             json.dumps({"status": status}),
         )
 
-    match_table(kubectl.out("get", "svc", "-n", ns), EXPECTED_GET_SVC)
+    expected = [
+        line.replace("NODE_PORT_A", port_a).replace("NODE_PORT_B", port_b) for line in EXPECTED_GET_SVC
+    ]
+    match_table(kubectl.out("get", "svc", "-n", ns), expected)
     match_table(kubectl.out("get", "pods", "-n", ns, "-o", "wide"), EXPECTED_GET_PODS_WIDE)
 
     # describe lists endpoints from the EndpointSlices the controller derives from web-1.
@@ -497,13 +519,17 @@ def test_output_matches_kube_apiserver_for_fixed_objects(kubectl: Kubectl) -> No
 def test_generator_commands_sent_as_protobuf(kubectl: Kubectl) -> None:
     """`kubectl create namespace|service|deployment` use the typed client, which sends protobuf."""
     assert kubectl.out("create", "namespace", "kt-proto").strip() == "namespace/kt-proto created"
+    CREATED.append("kt-proto")
     ns = "kt-proto"
-    out = kubectl.out("create", "service", "nodeport", "np", "-n", ns, "--tcp=80:8080", "--node-port=31777")
+    (node_port,) = free_node_ports(kubectl, 1)
+    out = kubectl.out(
+        "create", "service", "nodeport", "np", "-n", ns, "--tcp=80:8080", f"--node-port={node_port}"
+    )
     assert out.strip() == "service/np created"
     svc = json.loads(kubectl.out("get", "svc", "np", "-n", ns, "-o", "json"))
     assert svc["spec"]["selector"] == {"app": "np"}
     assert svc["spec"]["ports"] == [
-        {"name": "80-8080", "nodePort": 31777, "port": 80, "protocol": "TCP", "targetPort": 8080}
+        {"name": "80-8080", "nodePort": node_port, "port": 80, "protocol": "TCP", "targetPort": 8080}
     ]
     out = kubectl.out(
         "create", "deployment", "web", "-n", ns, "--image=svcnet/echo", "--replicas=2", "--port=80"
@@ -596,7 +622,7 @@ def test_documented_kubeconfig_flow(api_server, tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=120,  # a Python start-up; generous, for a loaded machine
     )
     assert written.returncode == 0, written.stderr
     assert f"export KUBECONFIG={path}" in written.stdout
