@@ -48,7 +48,7 @@ def free_node_ports(kubectl: Kubectl, count: int) -> list[int]:
     return free[:count]
 
 
-def wait_for(predicate, timeout: float = 8.0, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -556,7 +556,7 @@ def test_describe_wait_and_raw(kubectl: Kubectl) -> None:
         "spec:\n  nodeName: kt-node-d\n  containers: [{name: api, image: svcnet/echo}]\n"
     )
     kubectl.run("apply", "-n", ns, "-f", "-", stdin=pod)
-    waiter = kubectl.popen("wait", "-n", ns, "--for=condition=Ready", "pod/api-1", "--timeout=15s")
+    waiter = kubectl.popen("wait", "-n", ns, "--for=condition=Ready", "pod/api-1", "--timeout=40s")
     time.sleep(0.3)
     status = {
         "phase": "Running",
@@ -576,7 +576,7 @@ def test_describe_wait_and_raw(kubectl: Kubectl) -> None:
         "-p",
         json.dumps({"status": status}),
     )
-    out, err = waiter.communicate(timeout=20)
+    out, err = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, err
     assert out.strip() == "pod/api-1 condition met"
 
