@@ -186,12 +186,16 @@ def bench_incremental(lab: Lab, n: int, rounds: int) -> dict:
         st.on_endpoint_slice(slice_obj(i, [SERVER_IP]))
     syncer = NftablesSyncer(node)
 
+    plan_times: list[float] = []
+
     def sync(full: bool) -> int:
+        t0 = time.perf_counter()
         changes = st.take_changes()
         if full:
             syncer.reset()
         plan = syncer.plan(st.svc_port_map, st.endpoints_map,
                            changed=None if full else changes.updated_services)
+        plan_times.append(time.perf_counter() - t0)
         lab.run(lab.node, "nft", "-f", "-", text=plan.text)
         syncer.commit(plan)
         return plan.lines
@@ -205,6 +209,7 @@ def bench_incremental(lab: Lab, n: int, rounds: int) -> dict:
         sync(full=True)
         fulls.append(time.perf_counter() - t0)
     incs, inc_lines = [], []
+    plan_times.clear()
     for r in range(rounds):
         i = (r * 7919) % n
         t0 = time.perf_counter()
@@ -215,7 +220,21 @@ def bench_incremental(lab: Lab, n: int, rounds: int) -> dict:
     inc = statistics.median(incs)
     return {"services": n, "first_sync_s": first, "full_sync_s": full, "full_sync_lines": full_lines,
             "incremental_p50_ms": inc * 1000, "incremental_max_ms": max(incs) * 1000,
-            "incremental_lines": statistics.median(inc_lines), "ratio": inc / full}
+            "incremental_lines": statistics.median(inc_lines), "ratio": inc / full,
+            "incremental_plan_ms": statistics.median(plan_times) * 1000,
+            "nft_noop_ms": _nft_floor(lab) * 1000}
+
+
+def _nft_floor(lab: Lab) -> float:
+    """What `nft -f` costs for one statement naming an existing chain (nft loads its cache of
+    the whole table first): the floor under any incremental transaction at this size."""
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        # -c: evaluated and sent to the kernel as a batch, then aborted (nothing changes)
+        lab.run(lab.node, "nft", "-c", "-f", "-", text="add rule ip kube-proxy masquerading counter\n")
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def bench_latency(lab: Lab, sizes: list[int], samples: int) -> dict:
@@ -352,6 +371,8 @@ def main() -> int:
         print(f"  one endpoint change end to end: p50 {a['incremental_p50_ms']:.1f} ms, max "
               f"{a['incremental_max_ms']:.1f} ms, {a['incremental_lines']:.0f} statements; "
               f"ratio to a full sync {a['ratio'] * 100:.2f}% (targets: <= 50 ms, <= 5%)", flush=True)
+        print(f"  of which planning (change tracker + syncer) {a['incremental_plan_ms']:.1f} ms; "
+              f"`nft -f` of a one-rule transaction at this size: {a['nft_noop_ms']:.1f} ms", flush=True)
         print("(b) TCP connect latency to the most recently added service:", flush=True)
         b = bench_latency(lab, sizes, args.samples)
         lo, hi = min(sizes), max(sizes)

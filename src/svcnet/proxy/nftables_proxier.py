@@ -88,7 +88,8 @@ class NftablesProxier:
         self.last_sync_full = full
         self.last_plan = plan
         try:
-            await asyncio.to_thread(self.nft.run, plan.text)
+            if plan.text:  # nothing changed: nothing to send
+                await asyncio.to_thread(self.nft.run, plan.text)
         except NftError as e:
             log.error("nftables %s sync failed; nothing was changed (the transaction is atomic); a full "
                       "resync follows: %s", "full" if full else "partial", e)
