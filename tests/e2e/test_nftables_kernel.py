@@ -186,6 +186,21 @@ def test_session_affinity_is_sticky(cluster: Cluster) -> None:
     assert "affinity-" in cluster.ruleset()
 
 
+def test_table_deleted_behind_its_back_is_rebuilt_after_a_refused_transaction(cluster: Cluster) -> None:
+    lab = cluster.lab
+    lab.run(lab.node, "nft", "delete", "table", "ip", "kube-proxy")
+    # a change right away: its partial transaction names a table that is gone, nft refuses it
+    docs = [d for d in yaml.safe_load_all(cluster.path.read_text()) if d]
+    for d in docs:
+        if d["kind"] == "EndpointSlice" and d["metadata"]["name"] == "hairpin-1":
+            d["endpoints"].append({"addresses": [lab.pods["e2"].ip], "nodeName": NODE_NAME})
+    cluster.path.write_text(yaml.safe_dump_all(docs))
+    lab.wait_for(lambda: cluster.ruleset().count("dnat to") >= 7, timeout=20, what="full resync")
+    log = cluster.proxy.log_path.read_text()
+    assert "No such file or directory" in log and "a full resync follows" in log, log[-2000:]
+    assert set(names(lab.tcp(lab.pods["pc"].netns, SVC["hairpin"], 80, count=30))) == {"e1", "e2"}
+
+
 def test_daemon_stops_leaving_rules_and_cleanup_removes_them(cluster: Cluster) -> None:
     lab = cluster.lab
     lab.stop(cluster.proxy, signal.SIGTERM)
