@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -154,6 +155,8 @@ def up(
         ["--service-cluster-ip-range", SERVICE_CIDR, "--cluster-cidr", CLUSTER_CIDR, "--lb-pool", LB_POOL],
     )
     kubeconfig = data_dir / "admin.kubeconfig"
+    # Who is who, for `svcnet lab cleanup` and for tests that restart the server.
+    (data_dir / "up.json").write_text(json.dumps({"pid": os.getpid(), "server_pid": server.pid, "url": url}))
     lab = Lab(
         LabOptions(
             kubeconfig=kubeconfig,

@@ -110,7 +110,7 @@ class Lab:
             "nodes": [
                 {"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr} for n in self.topo.nodes
             ],
-            "children": [{"name": c.name, "pid": c.proc.pid} for c in self.children],
+            "children": [{"name": c.name, "pid": c.proc.pid, "cmd": list(c.proc.args)} for c in self.children],
         }
         tmp = self.data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1))

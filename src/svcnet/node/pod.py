@@ -385,30 +385,38 @@ class PodWorker:
         if c.started:
             startup_done.set()
 
+        def failure_event(kind: str, probe: Obj) -> Callable[[str], None]:
+            # kubelet records an Unhealthy event for each failed probe; at most one per period
+            # here, as the fast first readiness probes would otherwise flood the event list.
+            period = max(1.0, float(probe.get("periodSeconds") or 10))
+            last = [0.0]
+
+            def record(message: str) -> None:
+                now = time.monotonic()
+                if now - last[0] >= period:
+                    last[0] = now
+                    self.agent.event(
+                        self.pod, "Warning", "Unhealthy", f"{kind} probe failed: {message}", c.name
+                    )
+
+            return record
+
         async def on_startup(ok: bool, message: str) -> None:
             if ok:
                 c.started = True
                 startup_done.set()
                 self.wake.set()
             else:
-                self.agent.event(self.pod, "Warning", "Unhealthy", f"Startup probe failed: {message}", c.name)
                 await self._kill_for_restart(c, f"Container {c.name} failed startup probe, will be restarted")
 
         async def on_liveness(ok: bool, message: str) -> None:
             if not ok:
-                self.agent.event(
-                    self.pod, "Warning", "Unhealthy", f"Liveness probe failed: {message}", c.name
-                )
                 await self._kill_for_restart(
                     c, f"Container {c.name} failed liveness probe, will be restarted"
                 )
 
         async def on_readiness(ok: bool, message: str) -> None:
             c.ready = ok
-            if not ok and message and not implicit:
-                self.agent.event(
-                    self.pod, "Warning", "Unhealthy", f"Readiness probe failed: {message}", c.name
-                )
             self.wake.set()
 
         async def after_startup(prober: probes.Prober) -> None:
@@ -417,16 +425,33 @@ class PodWorker:
 
         if spec.get("startupProbe") and not c.started:
             p = probes.Prober(
-                "startup", spec["startupProbe"], runner(spec["startupProbe"]), on_startup, False
+                "startup",
+                spec["startupProbe"],
+                runner(spec["startupProbe"]),
+                on_startup,
+                False,
+                failure_event("Startup", spec["startupProbe"]),
             )
             c.tasks.append(loop.create_task(p.loop()))
         if spec.get("livenessProbe"):
             p = probes.Prober(
-                "liveness", spec["livenessProbe"], runner(spec["livenessProbe"]), on_liveness, True
+                "liveness",
+                spec["livenessProbe"],
+                runner(spec["livenessProbe"]),
+                on_liveness,
+                True,
+                failure_event("Liveness", spec["livenessProbe"]),
             )
             c.tasks.append(loop.create_task(after_startup(p)))
         if readiness:
-            p = probes.Prober("readiness", readiness, runner(readiness), on_readiness, False)
+            p = probes.Prober(
+                "readiness",
+                readiness,
+                runner(readiness),
+                on_readiness,
+                False,
+                None if implicit else failure_event("Readiness", readiness),
+            )
             c.tasks.append(loop.create_task(after_startup(p)))
         else:
 

@@ -149,7 +149,8 @@ async def run_once(
 
 class Prober:
     """One probe of one container: calls ``on_change(ok, message)`` when its result flips
-    (after successThreshold successes or failureThreshold failures in a row)."""
+    (after successThreshold successes or failureThreshold failures in a row), and
+    ``on_failure(message)`` after every failed attempt."""
 
     def __init__(
         self,
@@ -158,11 +159,13 @@ class Prober:
         run: Callable[[], Awaitable[ProbeResult]],
         on_change: Callable[[bool, str], Awaitable[None]],
         initial: bool,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.kind = kind
         self.probe = probe
         self.run = run
         self.on_change = on_change
+        self.on_failure = on_failure
         self.result = initial
         self.successes = 0
         self.failures = 0
@@ -185,6 +188,8 @@ class Prober:
             else:
                 self.failures += 1
                 self.successes = 0
+                if self.on_failure is not None:
+                    self.on_failure(res.message)
                 if self.failures >= failure_threshold and (self.result or self.failures == failure_threshold):
                     self.result = False
                     await self.on_change(False, res.message)
