@@ -64,6 +64,8 @@ RESOURCES: tuple[Resource, ...] = (
         "/registry/namespaces/",
         short_names=("ns",),
         subresources=("status", "finalize"),
+        # Upstream serves no deletecollection on namespaces: wiping them all at once is refused.
+        verbs=tuple(v for v in ALL_VERBS if v != "deletecollection"),
         selectable_fields=("status.phase",),
     ),
     Resource(

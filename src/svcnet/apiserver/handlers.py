@@ -263,7 +263,7 @@ class ResourceHandlers:
             if method == "POST":
                 request["svcnet.verb"] = "create"
                 return await self.create(request, res, ns)
-            if method == "DELETE":
+            if method == "DELETE" and "deletecollection" in res.verbs:
                 request["svcnet.verb"] = "deletecollection"
                 return await self.delete_collection(request, res, ns)
             raise self._not_allowed(request)
