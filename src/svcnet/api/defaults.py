@@ -160,6 +160,9 @@ def _defaults_container(container: dict[str, Any]) -> None:
         container["imagePullPolicy"] = "Always" if tag == "latest" else "IfNotPresent"
     _default(container, "terminationMessagePath", TERMINATION_MESSAGE_PATH_DEFAULT)
     _default(container, "terminationMessagePolicy", "File")
+    # Not a default upstream but the same effect: Go encodes the non-pointer
+    # ResourceRequirements struct as {} even when empty, so every container shows it.
+    _default(container, "resources", {})
     for port in _dicts(container, "ports"):
         _default(port, "protocol", "TCP")
     for probe_key in ("livenessProbe", "readinessProbe", "startupProbe"):
