@@ -198,3 +198,27 @@ def test_an_unusable_service_is_skipped_and_the_rest_synced(caplog) -> None:
     assert "ns/svc2" in caplog.text and "ns/svc3" in caplog.text
     assert "172.30.0.2 . tcp . 80" in tx
     assert "not-an-ip" not in tx and "ns/svc3/" not in tx
+
+
+async def test_full_resync_after_a_failure_cleans_up_what_the_kernel_still_holds(monkeypatch) -> None:
+    monkeypatch.setattr("svcnet.proxy.nftables.STALE_CHAIN_DELAY", 0.0)
+    nft = FakeNft("ip")
+    px = NftablesProxier(NodeConfig(**NODE), nft, ProxyMetrics(), ProxierHealth(60))
+    px.retry = lambda _delay: None
+    st = px.state
+    st.services_synced = st.slices_synced = True
+    for i in (1, 2):
+        st.on_service(service(i, affinity=True))
+        st.on_endpoint_slice(endpoint_slice(i, ep_ip(i, 0), ep_ip(i, 1)))
+    await px.sync()
+    st.on_service(service(1), deleted=True)  # its chains must go, but this transaction fails
+    nft.fail_next = "Error: Could not process rule: Device or resource busy"
+    await px.sync()
+    assert any("ns/svc1/" in c for c in nft.table.chains)
+    await px.sync()  # full: reads what the kernel holds, flushes svc1's chains, deletes its sets
+    assert px.last_sync_full
+    assert not any("ns/svc1/" in s for s in nft.table.sets)
+    assert all(nft.table.chains[c][1] == [] for c in nft.table.chains if "ns/svc1/" in c)
+    await px.sync()  # the stale chains' delay has passed: deleted
+    assert not any("ns/svc1/" in c for c in nft.table.chains)
+    assert any("ns/svc2/" in c for c in nft.table.chains)

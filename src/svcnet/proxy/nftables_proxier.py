@@ -44,7 +44,6 @@ class NftablesProxier:
         self.last_plan: SyncPlan | None = None
         self.retry: Callable[[float], None] | None = None
         self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
-        self._adopted = False
         self._lock = asyncio.Lock()
 
     # The daemon's canary hooks: nftables mode keeps no canary chain; a vanished table is
@@ -75,13 +74,12 @@ class NftablesProxier:
         if changes.topology_changed:
             self.node.node_labels = dict(self.state.node_labels)
         if full:
+            # A full sync trusts the kernel, not the mirror: the service chains and affinity sets
+            # it holds (an earlier run's, or ours from before a failure) are flushed and later
+            # deleted unless still wanted.
             self.syncer.reset()
-            if not self._adopted:
-                # A restart: chains and affinity sets of an earlier run are flushed (and later
-                # deleted) by the first full sync unless they are still wanted.
-                chains, sets = await asyncio.to_thread(self.nft.names)
-                self.syncer.adopt_existing(chains, sets)
-                self._adopted = True
+            chains, sets = await asyncio.to_thread(self.nft.names)
+            self.syncer.adopt_existing(chains, sets)
         plan = self.syncer.plan(self.state.svc_port_map, self.state.endpoints_map,
                                 changed=None if full else changes.updated_services)
         self.last_transaction = plan.text
