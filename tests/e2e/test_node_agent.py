@@ -473,3 +473,64 @@ def test_proxy_kill9_keeps_rules_and_reconciles(cluster: Cluster, tmp_path: Path
     finally:
         if longlived.poll() is None:
             longlived.kill()
+
+
+# Processes to stop only after the lab itself (a restarted API server: the lab needs it to
+# clean up quickly).
+AFTER: list[subprocess.Popen] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_after_cluster() -> Iterator[None]:
+    yield
+    for proc in AFTER:
+        _stop(proc)
+
+
+def test_api_server_down_traffic_flows_and_components_reconnect(cluster: Cluster) -> None:
+    apply(cluster, """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {name: apidown}
+        spec:
+          replicas: 1
+          selector: {matchLabels: {app: apidown}}
+          template:
+            metadata: {labels: {app: apidown}}
+            spec: {containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: apidown}
+        spec: {selector: {app: apidown}, ports: [{port: 80}]}
+        """)
+    wait_for("ready", lambda: get(cluster, "deploy", "apidown").get("status", {}).get("readyReplicas") == 1)
+    ip = get(cluster, "svc", "apidown")["spec"]["clusterIP"]
+
+    def served() -> set[str]:
+        out = set()
+        for _ in range(12):
+            reply = cluster.exec("node-1", "curl", "-s", "-m", "2", f"http://{ip}/").stdout
+            out.add(reply.split()[0].removeprefix("pod=") if reply else "ERR")
+        return out
+
+    wait_for("served", lambda: "ERR" not in served())
+    up = json.loads((cluster.data_dir / "up.json").read_text())
+    pid = up["server_pid"]
+    cmd = [c.decode() for c in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+    port = up["url"].rsplit(":", 1)[1]
+    cmd[cmd.index("--listen") + 1] = f"127.0.0.1:{port}"  # the port every kubeconfig names
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(1.0)
+    # No API server: the kernel rules and the pods keep serving.
+    assert "ERR" not in served()
+    server = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(SRC)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    AFTER.append(server)
+    wait_for("API back", lambda: cluster.kubectl("get", "--raw", "/readyz").returncode == 0)
+    # Controllers, scheduler, agents and proxies reconnect: a scale-up is served end to end.
+    assert cluster.kubectl("scale", "deploy", "apidown", "--replicas=2").returncode == 0
+    wait_for("2 ready", lambda: get(cluster, "deploy", "apidown").get("status", {}).get("readyReplicas") == 2,
+             timeout=45)
+    names = {p["metadata"]["name"] for p in get(cluster, "pods", "-l", "app=apidown")["items"]}
+    wait_for("both served through the ClusterIP", lambda: names <= served(), timeout=30)
