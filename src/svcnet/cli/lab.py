@@ -131,7 +131,7 @@ def cleanup(
     prefix: Annotated[str | None, typer.Option(help="Remove namespaces with this prefix instead.")] = None,
 ) -> None:
     """Remove what a crashed lab left behind (its processes and namespaces)."""
-    from svcnet.lab.lab import read_state
+    from svcnet.lab.lab import kill_recorded_children, read_state
     from svcnet.lab.topology import sweep
 
     if prefix is None:
@@ -140,11 +140,7 @@ def cleanup(
         except FileNotFoundError as e:
             print(f"svcnet lab cleanup: {e}", file=sys.stderr)
             raise typer.Exit(2) from e
-        for child in state.get("children") or []:
-            try:
-                os.killpg(int(child["pid"]), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        kill_recorded_children(state)
         prefix = state["prefix"] + "-"
         (data_dir / "lab.json").unlink(missing_ok=True)
     if not prefix.startswith("svl"):

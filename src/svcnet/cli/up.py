@@ -26,6 +26,7 @@ from typing import Annotated
 import typer
 
 from svcnet.cli.common import parse_host_port
+from svcnet.node.runtime import alive, start_ticks
 
 log = logging.getLogger("svcnet.up")
 
@@ -78,6 +79,25 @@ def start_server(
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"svcnet server did not start within 60s; see {log_path}")
+
+
+def stop_previous_server(data_dir: Path) -> None:
+    """The API server of an earlier `svcnet up` on this data directory that died without
+    stopping it (kill -9): stop it, if the recorded PID still names that very process."""
+    try:
+        prev = json.loads((data_dir / "up.json").read_text())
+    except (OSError, ValueError):
+        return
+    if prev.get("pid") and alive(int(prev["pid"]), None) and int(prev["pid"]) != os.getpid():
+        raise SystemExit(f"svcnet up: already running (pid {prev['pid']}) with data directory {data_dir}")
+    pid, ticks = prev.get("server_pid"), prev.get("server_ticks")
+    if pid and ticks is not None and alive(int(pid), ticks):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while alive(int(pid), ticks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    (data_dir / "up.json").unlink(missing_ok=True)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -148,6 +168,7 @@ def up(
 
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    stop_previous_server(data_dir)
     server, url = start_server(
         data_dir,
         listen,
@@ -156,7 +177,8 @@ def up(
     )
     kubeconfig = data_dir / "admin.kubeconfig"
     # Who is who, for `svcnet lab cleanup` and for tests that restart the server.
-    (data_dir / "up.json").write_text(json.dumps({"pid": os.getpid(), "server_pid": server.pid, "url": url}))
+    (data_dir / "up.json").write_text(json.dumps({"pid": os.getpid(), "server_pid": server.pid,
+                                                  "server_ticks": start_ticks(server.pid), "url": url}))
     lab = Lab(
         LabOptions(
             kubeconfig=kubeconfig,
@@ -194,6 +216,7 @@ def up(
         asyncio.run(main())
     finally:
         stop_process(server)
+        (data_dir / "up.json").unlink(missing_ok=True)
         print("svcnet up: stopped; nothing left behind.", file=sys.stderr)
 
 

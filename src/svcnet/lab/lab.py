@@ -31,6 +31,7 @@ from svcnet.lab import topology
 from svcnet.lab.relay import Relay
 from svcnet.lab.routes import LabNetwork, node_ready
 from svcnet.lab.topology import CLUSTER_CIDR, CLUSTER_DNS_IP, GATEWAY_IP, Topology
+from svcnet.node.runtime import alive
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,9 @@ class Lab:
             "nodes": [
                 {"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr} for n in self.topo.nodes
             ],
-            "children": [{"name": c.name, "pid": c.proc.pid, "cmd": list(c.proc.args)} for c in self.children],
+            "children": [
+                {"name": c.name, "pid": c.proc.pid, "cmd": list(c.proc.args)} for c in self.children
+            ],
         }
         tmp = self.data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1))
@@ -186,7 +189,25 @@ class Lab:
             self.opts.min_sync_period,
         ]
 
+    def clean_previous_run(self) -> None:
+        """A lab that died without cleaning up (kill -9, power loss) left its state file: stop
+        its processes and remove its namespaces before starting again."""
+        try:
+            old = read_state(self.data_dir)
+        except (FileNotFoundError, ValueError):
+            return
+        if old.get("pid") and Path(f"/proc/{old['pid']}").exists() and int(old["pid"]) != os.getpid():
+            raise RuntimeError(
+                f"a lab (pid {old['pid']}) is already running with data directory {self.data_dir}"
+            )
+        log.warning("removing what the lab %s left behind", old.get("prefix"))
+        kill_recorded_children(old)
+        if str(old.get("prefix", "")).startswith("svl"):
+            topology.sweep(old["prefix"] + "-")
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
     async def start(self) -> None:
+        await asyncio.to_thread(self.clean_previous_run)
         cfg = load_kubeconfig(str(self.opts.kubeconfig))
         url = urlparse(cfg.server)
         api_addr = (url.hostname or "127.0.0.1", url.port or 443)
@@ -311,6 +332,17 @@ class Lab:
     def cleanup_namespaces(self) -> None:
         self.topo.destroy()
         topology.sweep(self.prefix + "-")
+
+
+def kill_recorded_children(state: dict) -> None:
+    """SIGKILL the process groups a lab recorded, only while the PID still names the process
+    the lab started (same start time), so a reused PID is never hit."""
+    for child in state.get("children") or []:
+        pid, ticks = int(child["pid"]), child.get("ticks")
+        if ticks is None or not alive(pid, ticks):
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def read_state(data_dir: Path) -> dict:
