@@ -11,11 +11,13 @@ services is a transaction of a few lines and an open connection keeps flowing.
 from __future__ import annotations
 
 import collections
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -285,3 +287,34 @@ def test_one_endpoint_added_among_1000_services_is_a_few_lines_and_keeps_connect
     listing = lab.run(lab.node, "nft", "list", "table", "ip", "kube-proxy").stdout
     assert f"dnat to {e2.ip}:9090" in listing
     lab.run(lab.node, "nft", "delete", "table", "ip", "kube-proxy")
+
+
+GOLDEN = Path(__file__).parent.parent / "unit" / "golden" / "iptables"
+
+
+@pytest.mark.parametrize("fixture", sorted(p.stem for p in GOLDEN.glob("*.yaml")))
+def test_every_golden_rendering_loads_into_the_kernel(fixture: str, root_netns: None) -> None:
+    """The first-sync transaction of each golden fixture is accepted by nft, twice in a row
+    (a full resync over an existing table), and what the kernel lists back holds every DNAT."""
+    from svcnet.proxy.objects import load_files
+    from svcnet.proxy.render import render_full
+
+    ipv6 = fixture == "ipv6"
+    node = NodeConfig(family="IPv6" if ipv6 else "IPv4", node_name="test-node",
+                      node_ips=["2001:db8::1" if ipv6 else "192.168.0.2"],
+                      cluster_cidrs=["fd00:10::/32" if ipv6 else "10.0.0.0/8"],
+                      service_cidrs=["fd00:172:30::/64" if ipv6 else "172.30.0.0/16"])
+    text = render_full("nftables", load_files([str(GOLDEN / f"{fixture}.yaml")]), node)
+    netns = f"svt{secrets.token_hex(3)}n"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        for _ in range(2):
+            res = subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=text, text=True,
+                                 capture_output=True, check=False)
+            assert res.returncode == 0, res.stderr
+        listing = subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "table",
+                                  "ip6" if ipv6 else "ip", "kube-proxy"],
+                                 capture_output=True, text=True, check=True).stdout
+        assert listing.count("dnat to") == text.count("dnat to")
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
