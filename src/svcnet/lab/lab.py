@@ -31,7 +31,7 @@ from svcnet.lab import topology
 from svcnet.lab.relay import Relay
 from svcnet.lab.routes import LabNetwork, node_ready
 from svcnet.lab.topology import CLUSTER_CIDR, CLUSTER_DNS_IP, GATEWAY_IP, Topology
-from svcnet.node.runtime import alive
+from svcnet.node.runtime import alive, start_ticks
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,13 @@ class Lab:
                 {"name": n.name, "netns": n.netns, "ip": n.ip, "podCIDR": n.pod_cidr} for n in self.topo.nodes
             ],
             "children": [
-                {"name": c.name, "pid": c.proc.pid, "cmd": list(c.proc.args)} for c in self.children
+                {
+                    "name": c.name,
+                    "pid": c.proc.pid,
+                    "ticks": start_ticks(c.proc.pid),
+                    "cmd": list(c.proc.args),
+                }
+                for c in self.children
             ],
         }
         tmp = self.data_dir / (STATE_FILE + ".tmp")
