@@ -102,6 +102,8 @@ def proxy(
     healthz_bind_address: Annotated[str, typer.Option("--healthz-bind-address")] = "0.0.0.0:10256",
     metrics_bind_address: Annotated[str, typer.Option("--metrics-bind-address")] = "127.0.0.1:10249",
     cleanup: Annotated[bool, typer.Option("--cleanup", help="remove the proxy's rules and exit")] = False,
+    ipvs_scheduler: Annotated[str, typer.Option(
+        "--ipvs-scheduler", help="--mode ipvs: rr wrr lc wlc lblc lblcr dh sh sed nq mh")] = "rr",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run the proxy daemon (`svcnet proxy --mode iptables -f OBJECTS --node-name N`)."""
@@ -116,6 +118,11 @@ def proxy(
     if mode == "userspace":
         _fail("the user-space proxy has its own options: run `svcnet proxy userspace --help`")
     _check_kernel_supports(mode)
+    if mode == "ipvs":
+        from svcnet.proxy.ipvs import SCHEDULERS
+
+        if ipvs_scheduler not in SCHEDULERS:
+            _fail(f"--ipvs-scheduler must be one of {', '.join(SCHEDULERS)}, not {ipvs_scheduler!r}")
     if bool(filename) == bool(kubeconfig):
         _fail("give exactly one of -f OBJECTS or --kubeconfig K")
     if not node_name:
@@ -125,7 +132,8 @@ def proxy(
     opts = daemon.DaemonOptions(
         mode=mode, files=list(filename or []), kubeconfig=kubeconfig, node=node,
         min_sync_period=parse_duration(min_sync_period), sync_period=parse_duration(sync_period),
-        healthz_bind_address=healthz_bind_address, metrics_bind_address=metrics_bind_address)
+        healthz_bind_address=healthz_bind_address, metrics_bind_address=metrics_bind_address,
+        ipvs_scheduler=ipvs_scheduler)
     raise typer.Exit(daemon.run(opts))
 
 
@@ -147,8 +155,7 @@ def _check_kernel_supports(mode: str) -> None:
         reason = ipvs_unavailable_reason()
         if reason:
             _fail(f"--mode ipvs: {reason}", code=1)
-        _fail("--mode ipvs: applying IPVS state is not implemented in this version; "
-              "`svcnet proxy render --mode ipvs` prints what it would configure", code=3)
+        return
     _fail(f"unknown mode {mode!r} (iptables, nftables, ipvs or userspace)")
 
 

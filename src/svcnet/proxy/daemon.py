@@ -50,6 +50,7 @@ class DaemonOptions:
     healthz_bind_address: str = "0.0.0.0:10256"
     metrics_bind_address: str = "127.0.0.1:10249"
     file_poll_interval: float = 1.0
+    ipvs_scheduler: str = "rr"
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -84,8 +85,8 @@ def daemon_families(node: NodeConfig) -> list[str]:
 
 class ProxyDaemon:
     def __init__(self, opts: DaemonOptions, ipt: IPTables | None = None,
-                 conntrack: Conntrack | None = None, nft=None) -> None:
-        """ipt/nft/conntrack: injected in tests (single family); by default the node's tools."""
+                 conntrack: Conntrack | None = None, nft=None, ipvs=None) -> None:
+        """ipt/nft/ipvs/conntrack: injected in tests (single family); by default the node's tools."""
         self.opts = opts
         self._conntrack = conntrack
         if opts.node.nodeport_addresses:
@@ -95,9 +96,11 @@ class ProxyDaemon:
         self.service_health = ServiceHealthServers(self.health)
         self.proxiers: list[IptablesProxier] = []
         self.runners: list[BoundedFrequencyRunner] = []
-        nftables_mode = opts.mode == "nftables"
-        if nftables_mode:
+        nftables_mode = opts.mode in ("nftables", "ipvs")  # (not iptables: no iptables proxier below)
+        if opts.mode == "nftables":
             self._init_nftables(opts, nft)
+        elif opts.mode == "ipvs":
+            self._init_ipvs(opts, ipvs)
         backend = detect_backend() if ipt is None and not nftables_mode else None
         if backend:
             log.info("using %s (the iptables backend this node already uses)", backend)
@@ -136,6 +139,21 @@ class ProxyDaemon:
                                       self.service_health if i == 0 else None,
                                       self.conntrack_for(node), sync_period=opts.sync_period)
             # nftables mode: event-driven syncs plus one every sync period (upstream's runner)
+            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
+                                            opts.sync_period)
+            proxier.retry = runner.retry_after
+            self.proxiers.append(proxier)
+            self.runners.append(runner)
+
+    def _init_ipvs(self, opts: DaemonOptions, kernel) -> None:
+        """--mode ipvs: one IpvsProxier per family; full syncs, at least every sync period."""
+        from svcnet.proxy.ipvs_proxier import IpvsKernel, IpvsProxier
+
+        for i, family in enumerate(daemon_families(opts.node)):
+            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            proxier = IpvsProxier(node, kernel or IpvsKernel(ipv6=node.is_ipv6), self.metrics, self.health,
+                                  self.service_health if i == 0 else None, self.conntrack_for(node),
+                                  sync_period=opts.sync_period, scheduler=opts.ipvs_scheduler)
             runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
                                             opts.sync_period)
             proxier.retry = runner.retry_after
