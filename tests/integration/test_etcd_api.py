@@ -57,6 +57,7 @@ COLLECTED_AGAIN = [
     test_namespaced_watch_sees_only_its_namespace,
     test_no_bookmarks_unless_asked,
     test_selector_watch_translates_match_changes,
+    test_send_initial_events_ends_with_marked_bookmark,
     test_timeout_seconds_ends_the_stream,
     test_watch_from_expired_resource_version_gets_410,
     test_watch_rejects_bad_parameters,
@@ -64,13 +65,6 @@ COLLECTED_AGAIN = [
     test_watch_sends_state_then_changes_in_order,
 ]
 
-# Not collected here: apiserver/watch.py serves sendInitialEvents=true without a
-# resourceVersion from the watch cache as it is, without first syncing it to the datastore's
-# current revision (a consistent read, as upstream does). With SQLite the cache already holds
-# a write when its reply leaves; with etcd the event arrives over the etcd watch a moment
-# later, so the initial events can miss a write the client just made. Fix: sync the cache when
-# resourceVersion is unset whether or not sendInitialEvents is given (reported to the lead).
-del test_send_initial_events_ends_with_marked_bookmark
 
 
 # These name resourceVersion=1, which is inside the watch window only of a store that starts

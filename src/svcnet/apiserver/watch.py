@@ -109,7 +109,7 @@ async def serve_watch(
     replay_state = initial_events if initial_events is not None else rv == 0
     backlog: list[bytes] = []
     if replay_state:
-        if rv_text == "" and initial_events is None:
+        if rv_text == "":  # unset = a consistent read, with or without sendInitialEvents
             await cache.sync(options.wait_for_revision_seconds)
         elif rv and not await cache.wait_for(rv, options.wait_for_revision_seconds):
             raise too_large_rv(rv, cache.revision)
