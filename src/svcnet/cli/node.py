@@ -76,6 +76,13 @@ def node(
         labels=labels,
         cleanup_on_exit=cleanup_on_exit,
     )
+    if pod_cidr:
+        import ipaddress
+
+        try:
+            ipaddress.ip_network(pod_cidr, strict=False)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--pod-cidr") from e
     if netns_name:
         from svcnet.node import netns
 

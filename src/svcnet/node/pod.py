@@ -143,9 +143,34 @@ class PodWorker:
 
     # -- main loop -------------------------------------------------------------------------------
 
+    async def _setup_with_retries(self) -> bool:
+        """Set the sandbox up, retrying with back-off (as kubelet retries a failed sandbox);
+        False if the pod was deleted meanwhile."""
+        delay = 1.0
+        while not self.deleting:
+            try:
+                await self._setup()
+                return True
+            except (OSError, RuntimeError, ValueError) as e:
+                log.warning(
+                    "pod %s/%s: sandbox failed: %s; retrying in %.0fs", self.namespace, self.name, e, delay
+                )
+                self.agent.event(
+                    self.pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}"
+                )
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                delay = min(delay * 2, 60.0)
+        return False
+
     async def _run(self) -> None:
         try:
-            await self._setup()
+            if not await self._setup_with_retries():
+                await self.teardown()
+                await self.agent.finish_delete(self.pod)
+                self.finished = True
+                return
             while not self.deleting:
                 await self._reconcile_containers()
                 await self.push_status()
@@ -159,7 +184,7 @@ class PodWorker:
         except Exception:
             log.exception("pod %s/%s: worker failed", self.namespace, self.name)
             self.agent.event(
-                self.pod, "Warning", "FailedCreatePodSandBox", "svcnet node agent failed; see its log"
+                self.pod, "Warning", "Failed", "svcnet node agent failed on this pod; see its log"
             )
         finally:
             for c in self.containers.values():
