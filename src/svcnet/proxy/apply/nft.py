@@ -58,17 +58,22 @@ class Nft:
                                  f"nft_numgen, verdict maps; kernel >= 5.13): {res.stderr.strip()}")
 
     def names(self) -> tuple[set[str], set[str]]:
-        """(chains, sets and maps) of the kube-proxy table; empty when it does not exist."""
-        res = self._nft(["list", "table", self.family, TABLE])
-        if res.returncode != 0:
-            return set(), set()
-        chains, sets = set(), set()
-        for kind, name in _NAMES.findall(res.stdout):
-            (chains if kind == "chain" else sets).add(name)
+        """(chains, sets and maps) of the kube-proxy table; empty when it does not exist.
+        Listed without rules or set contents (a full listing at 10k services is megabytes)."""
+        chains: set[str] = set()
+        sets: set[str] = set()
+        for what, into in (("chains", chains), ("sets", sets), ("maps", sets)):
+            res = self._nft(["-t", "list", what, self.family])
+            if res.returncode != 0:
+                continue
+            for block in res.stdout.split(f"table {self.family} ")[1:]:
+                if block.startswith(TABLE + " "):
+                    into.update(name for _kind, name in _NAMES.findall(block))
         return chains, sets
 
     def table_exists(self) -> bool:
-        return self._nft(["list", "table", self.family, TABLE]).returncode == 0
+        res = self._nft(["list", "tables", self.family])
+        return f"table {self.family} {TABLE}\n" in res.stdout + "\n"
 
     def delete_table(self) -> bool:
         """Remove the kube-proxy table (`--cleanup`); True when it is gone."""
