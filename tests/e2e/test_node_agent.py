@@ -215,6 +215,7 @@ def test_environment_and_service_links(cluster: Cluster) -> None:
         """,
     )
     time.sleep(0.5)  # the agent's service informer sees it before the pod starts
+    env_file = cluster.data_dir / "envpod.env"
     apply(
         cluster,
         """\
@@ -228,16 +229,15 @@ def test_environment_and_service_links(cluster: Cluster) -> None:
             command:
             - sh
             - -c
-            - env | sort > /tmp/svcnet-env-$(POD_NAME); hostname >> /tmp/svcnet-env-$(POD_NAME); sleep 600
+            - env | sort > $(OUT).tmp; hostname >> $(OUT).tmp; mv $(OUT).tmp $(OUT); sleep 600
             env:
             - {name: MY_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
             - {name: GREETING, value: "hi $(MY_NS)"}
-        """,
+            - {name: OUT, value: "OUTFILE"}
+        """.replace("OUTFILE", str(env_file)),
     )
-    env_file = Path("/tmp/svcnet-env-envpod")
     try:
-        wait_for("env written", lambda: env_file.exists() and env_file.read_text().count("\n") > 5)
-        time.sleep(0.2)
+        wait_for("env written", env_file.exists)
         lines = env_file.read_text().splitlines()
         env = dict(line.split("=", 1) for line in lines if "=" in line)
         svc_ip = get(cluster, "svc", "backend-svc")["spec"]["clusterIP"]
