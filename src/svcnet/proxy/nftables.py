@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.ipnet import parse_cidr, parse_ip
 from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
 from svcnet.proxy.topology import categorize_endpoints
+
+log = logging.getLogger("svcnet.proxy")
 
 TABLE = "kube-proxy"
 
@@ -419,7 +422,9 @@ class NftablesSyncer:
         for ip in ips:
             addr = parse_ip(ip)
             if addr is not None and addr.is_loopback:
-                continue  # localhost NodePorts are not supported in nftables mode
+                log.error("--nodeport-addresses includes localhost but localhost NodePorts are not supported "
+                          "(address %s)", ip)
+                continue
             out.append(ip)
         return out
 
