@@ -35,8 +35,10 @@ pytestmark = pytest.mark.root
 
 NODE_NAME = "node1"
 SERVICE_CIDR = "10.96.0.0/16"
-SVC = {"spread": "10.96.0.10", "hairpin": "10.96.0.11", "noeps": "10.96.0.12", "np-cluster": "10.96.0.13",
-       "np-local": "10.96.0.14", "affinity": "10.96.0.16"}
+DUAL_V6 = "fd00:96::21"
+SERVICE_CIDR6 = "fd00:96::/112"
+SVC = {"dual": "10.96.0.21", "spread": "10.96.0.10", "hairpin": "10.96.0.11", "noeps": "10.96.0.12",
+       "np-cluster": "10.96.0.13", "np-local": "10.96.0.14", "affinity": "10.96.0.16"}
 UNALLOCATED = "10.96.0.99"
 
 ECHO = r'''
@@ -75,11 +77,11 @@ def service(name: str, port: int = 80, **spec) -> dict:
             "spec": {"clusterIP": SVC[name], "ports": [port_spec], **spec}}
 
 
-def slice_(name: str, ips: list[str], port: int = 8080) -> dict:
+def slice_(name: str, ips: list[str], port: int = 8080, family: str = "IPv4") -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"namespace": "default", "name": f"{name}-1",
+            "metadata": {"namespace": "default", "name": f"{name}-1" if family == "IPv4" else f"{name}-v6",
                          "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
+            "addressType": family,
             "endpoints": [{"addresses": [ip], "nodeName": NODE_NAME} for ip in ips],
             "ports": [{"name": "p", "port": port, "protocol": "TCP"}]}
 
@@ -110,9 +112,9 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
     if not lab.br_netfilter:
         pytest.skip("kernel lacks br_netfilter (net.bridge.bridge-nf-call-iptables): pod-to-service "
                     "replies on one bridge cannot be un-NATed")
-    e1 = lab.add_pod("e1", "10.244.0.11")
-    e2 = lab.add_pod("e2", "10.244.0.12")
-    lab.add_pod("pc", "10.244.0.20")
+    e1 = lab.add_pod("e1", "10.244.0.11", "fd00:10:244::11")
+    e2 = lab.add_pod("e2", "10.244.0.12", "fd00:10:244::12")
+    lab.add_pod("pc", "10.244.0.20", "fd00:10:244::20")
     for pod in (e1, e2):
         lab.start_server(pod)
     c = Cluster(lab)
@@ -124,12 +126,17 @@ def cluster(netns_lab: NetnsLab) -> Cluster:
                 sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}}),
         slice_("spread", [e1.ip, e2.ip]), slice_("hairpin", [e1.ip]), slice_("np-cluster", [e1.ip]),
         slice_("np-local", [e1.ip]), slice_("affinity", [e1.ip, e2.ip]),
+        service("dual", type="NodePort", nodePort=30100, ipFamilyPolicy="RequireDualStack",
+                ipFamilies=["IPv4", "IPv6"], clusterIPs=[SVC["dual"], DUAL_V6]),
+        slice_("dual", [e1.ip, e2.ip]), slice_("dual", [e1.ip6, e2.ip6], family="IPv6"),
     ]
     c.path.write_text(yaml.safe_dump_all(docs))
     c.proxy = lab.start(lab.node, sys.executable, "-m", "svcnet", "proxy", "--mode", "nftables",
                         "-f", str(c.path),
-                        "--node-name", NODE_NAME, "--node-ip", lab.node_ip, "--cluster-cidr", lab.pod_cidr,
-                        "--service-cidr", SERVICE_CIDR, "--min-sync-period", "100ms", "--sync-period", "5s",
+                        "--node-name", NODE_NAME, "--node-ip", lab.node_ip, "--node-ip", lab.node_ip6,
+                        "--cluster-cidr", lab.pod_cidr, "--cluster-cidr", lab.pod_cidr6,
+                        "--service-cidr", SERVICE_CIDR, "--service-cidr", SERVICE_CIDR6,
+                        "--min-sync-period", "100ms", "--sync-period", "5s",
                         "--healthz-bind-address", f"127.0.0.1:{free_port()}", "--metrics-bind-address", "",
                         log_name="nft-proxy")
 
@@ -179,6 +186,21 @@ def test_nodeport_from_outside_cluster_policy_masquerades(cluster: Cluster) -> N
 def test_nodeport_local_policy_keeps_client_ip(cluster: Cluster) -> None:
     lab = cluster.lab
     assert lab.tcp(lab.client, lab.node_ip, 30081, count=3) == [f"e1 {lab.client_ip}"] * 3
+
+
+def test_dual_stack_node_proxies_both_families(cluster: Cluster) -> None:
+    lab = cluster.lab
+    if not lab.br_netfilter6:
+        pytest.skip("kernel lacks bridge-nf-call-ip6tables")
+    table6 = lab.run(lab.node, "nft", "list", "table", "ip6", "kube-proxy").stdout
+    assert f"{DUAL_V6} . tcp . 80" in table6 and "dnat to [fd00:10:244::11]:8080" in table6
+    replies = lab.tcp(lab.pods["pc"].netns, DUAL_V6, 80, count=30)
+    assert set(names(replies)) == {"e1", "e2"}, replies
+    assert all(r.split()[1] == "fd00:10:244::20" for r in replies)  # pod source kept
+    outside = lab.tcp(lab.client, lab.node_ip6, 30100, count=20)  # NodePort on the IPv6 node IP
+    assert set(names(outside)) == {"e1", "e2"}, outside
+    assert {r.split()[1] for r in outside} == {lab.pod_gateway6}  # masqueraded
+    assert set(names(lab.tcp(lab.pods["pc"].netns, SVC["dual"], 80, count=30))) == {"e1", "e2"}
 
 
 def test_session_affinity_is_sticky(cluster: Cluster) -> None:
