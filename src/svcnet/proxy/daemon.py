@@ -96,15 +96,15 @@ class ProxyDaemon:
         self.service_health = ServiceHealthServers(self.health)
         self.proxiers: list[IptablesProxier] = []
         self.runners: list[BoundedFrequencyRunner] = []
-        nftables_mode = opts.mode in ("nftables", "ipvs")  # (not iptables: no iptables proxier below)
+        not_iptables = opts.mode in ("nftables", "ipvs")
         if opts.mode == "nftables":
             self._init_nftables(opts, nft)
         elif opts.mode == "ipvs":
             self._init_ipvs(opts, ipvs)
-        backend = detect_backend() if ipt is None and not nftables_mode else None
+        backend = detect_backend() if ipt is None and not not_iptables else None
         if backend:
             log.info("using %s (the iptables backend this node already uses)", backend)
-        for i, family in enumerate([] if nftables_mode else daemon_families(opts.node)):
+        for i, family in enumerate([] if not_iptables else daemon_families(opts.node)):
             node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
             fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6, binary=backend)
             if ipt is None:
@@ -300,7 +300,7 @@ class ProxyDaemon:
         if self.opts.files:
             self._tasks.append(loop.create_task(self._file_poll_loop()))
         await self._stop.wait()
-        log.info("stopping; iptables rules are left in place")
+        log.info("stopping; the %s rules are left in place", self.opts.mode)
         for t in self._tasks:
             t.cancel()
         for runner in self.runners:
