@@ -534,3 +534,41 @@ def test_api_server_down_traffic_flows_and_components_reconnect(cluster: Cluster
              timeout=45)
     names = {p["metadata"]["name"] for p in get(cluster, "pods", "-l", "app=apidown")["items"]}
     wait_for("both served through the ClusterIP", lambda: names <= served(), timeout=30)
+
+
+def test_init_containers_run_in_order_before_the_app(cluster: Cluster) -> None:
+    apply(
+        cluster,
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: initok}
+        spec:
+          initContainers:
+          - {name: first, image: busybox, command: [sh, -c, "sleep 1"]}
+          - {name: second, image: busybox, command: ["true"]}
+          containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
+        ---
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: initfail}
+        spec:
+          restartPolicy: Never
+          initContainers: [{name: check, image: busybox, command: [sh, -c, "exit 2"]}]
+          containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
+        """,
+    )
+    wait_for("initializing", lambda: condition(cluster, "initok", "Initialized") == "False")
+    status = pod_status(cluster, "initok")
+    assert status["phase"] == "Pending"
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    wait_for("ready", lambda: condition(cluster, "initok", "Ready") == "True")
+    inits = pod_status(cluster, "initok")["initContainerStatuses"]
+    assert [i["name"] for i in inits] == ["first", "second"]
+    assert all(i["state"]["terminated"]["reason"] == "Completed" and i["ready"] for i in inits)
+    assert inits[0]["state"]["terminated"]["finishedAt"] <= inits[1]["state"]["terminated"]["startedAt"]
+    wait_for("failed", lambda: pod_status(cluster, "initfail").get("phase") == "Failed")
+    fail = pod_status(cluster, "initfail")
+    assert fail["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+    assert fail["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert condition(cluster, "initfail", "Initialized") == "False"

@@ -62,6 +62,7 @@ class Container:
     backoff: float = 0.0
     restart_at: float | None = None  # monotonic time of the next start (back-off)
     builtin: bool = False
+    init: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     exit_task: asyncio.Task[Any] | None = None
     killing: bool = False
@@ -88,9 +89,17 @@ class PodWorker:
         self.ip: str | None = None
         self.sandbox_ready = False
         self.start_time: str | None = None
+        spec = pod.get("spec") or {}
         self.containers: dict[str, Container] = {
-            str(c.get("name")): Container(c) for c in (pod.get("spec") or {}).get("containers") or []
+            str(c.get("name")): Container(c) for c in spec.get("containers") or []
         }
+        # Init containers run one at a time, in order, each to a successful exit, before the
+        # app containers start (sidecars, restartPolicy Always on an init container, are not
+        # handled: they run like the others).
+        self.init_containers: dict[str, Container] = {
+            str(c.get("name")): Container(c, init=True) for c in spec.get("initContainers") or []
+        }
+        self.initialized = not self.init_containers
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.terminating = False
@@ -133,9 +142,13 @@ class PodWorker:
                     "startedAt": c.started_at,
                     "lastState": c.last_state,
                     "builtin": c.builtin,
+                    "state": c.state,
+                    "backoff": c.backoff,
+                    "restartAfter": time.time() + (c.restart_at - time.monotonic()) if c.restart_at else None,
                 }
-                for c in self.containers.values()
+                for c in self.every_container()
             },
+            "initialized": self.initialized,
         }
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps(data))
@@ -187,13 +200,13 @@ class PodWorker:
                 self.pod, "Warning", "Failed", "svcnet node agent failed on this pod; see its log"
             )
         finally:
-            for c in self.containers.values():
+            for c in self.every_container():
                 for t in c.tasks:
                     t.cancel()
 
     def _next_timer(self) -> float | None:
         now = time.monotonic()
-        waits = [c.restart_at - now for c in self.containers.values() if c.restart_at is not None]
+        waits = [c.restart_at - now for c in self.every_container() if c.restart_at is not None]
         return max(0.0, min(waits)) if waits else None
 
     async def _setup(self) -> None:
@@ -211,9 +224,13 @@ class PodWorker:
             self._adopt(self.adopt)
         self.save()
 
+    def every_container(self) -> list[Container]:
+        return [*self.init_containers.values(), *self.containers.values()]
+
     def _adopt(self, saved: Obj) -> None:
+        self.initialized = bool(saved.get("initialized", True))
         for name, s in (saved.get("containers") or {}).items():
-            c = self.containers.get(name)
+            c = self.containers.get(name) or self.init_containers.get(name)
             if c is None:
                 continue
             c.restart_count = int(s.get("restartCount") or 0)
@@ -227,7 +244,8 @@ class PodWorker:
                 c.state = {"running": {"startedAt": rfc3339(c.started_at)}}
                 c.started = True
                 self._watch(c)
-                self._start_probes(c)
+                if not c.init:
+                    self._start_probes(c)
                 log.info("pod %s/%s: adopted container %s (pid %s)", self.namespace, self.name, name, pid)
             elif pid:
                 # It ended while the agent was away: report how, then the restart policy decides.
@@ -247,8 +265,30 @@ class PodWorker:
     def _restart_policy(self) -> str:
         return (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
 
+    async def _reconcile_init_containers(self) -> bool:
+        """Advance the init containers; True once they all succeeded."""
+        now = time.monotonic()
+        for c in self.init_containers.values():
+            term = c.state.get("terminated")
+            if term is not None and term.get("exitCode") == 0:
+                continue
+            if c.running or c.killing or (term is not None and c.restart_at is None):
+                return False  # running, stopping, or failed for good (restartPolicy Never)
+            if c.restart_at is not None and c.restart_at > now:
+                return False
+            await self._start(c)
+            return False
+        self.initialized = True
+        self.save()
+        return True
+
     async def _reconcile_containers(self) -> None:
         now = time.monotonic()
+        if not self.initialized:
+            for c in self.containers.values():
+                c.state = {"waiting": {"reason": "PodInitializing"}}
+            if not await self._reconcile_init_containers():
+                return
         for c in self.containers.values():
             if c.running or c.killing:
                 continue
@@ -301,12 +341,13 @@ class PodWorker:
         )
         c.started_at = time.time()
         c.state = {"running": {"startedAt": rfc3339(c.started_at)}}
-        c.started = "startupProbe" not in c.spec
+        c.started = "startupProbe" not in c.spec and not c.init
         c.ready = False
         self.save()
         self.agent.event(self.pod, "Normal", "Started", f"Started container {c.name}", c.name)
         self._watch(c)
-        self._start_probes(c)
+        if not c.init:
+            self._start_probes(c)
 
     def _watch(self, c: Container) -> None:
         proc = c.process
@@ -343,7 +384,9 @@ class PodWorker:
         restart = (
             not self.deleting
             and not c.killing
-            and (policy == "Always" or (policy == "OnFailure" and exit_.code != 0))
+            and (
+                (policy == "Always" and not c.init) or (policy in ("OnFailure", "Always") and exit_.code != 0)
+            )
         )
         c.killing = False
         if not restart:
@@ -516,7 +559,7 @@ class PodWorker:
         self.terminating = True
         grace = self._grace()
         procs = []
-        for c in self.containers.values():
+        for c in self.every_container():
             c.restart_at = None
             if c.process is not None:
                 c.killing = True
@@ -534,34 +577,52 @@ class PodWorker:
 
     async def kill_now(self) -> None:
         """Stop every container at once (agent shutdown with cleanup, or an orphan)."""
-        for c in self.containers.values():
+        for c in self.every_container():
             c.killing = True
             if c.process is not None:
                 await c.process.stop(0)
 
     # -- status ----------------------------------------------------------------------------------
 
+    def _container_status(self, c: Container) -> Obj:
+        done = (c.state.get("terminated") or {}).get("exitCode") == 0
+        cs: Obj = {
+            "name": c.name,
+            "image": c.spec.get("image") or "",
+            "imageID": "",
+            "restartCount": c.restart_count,
+            "ready": bool(c.running and c.ready) or (c.init and done),
+            "started": bool(c.running and c.started),
+            "state": c.state,
+        }
+        if c.running or "terminated" in c.state:
+            cs["containerID"] = self._container_id(c)
+        if c.last_state:
+            cs["lastState"] = c.last_state
+        return cs
+
     def status(self) -> Obj:
-        statuses = []
-        for c in self.containers.values():
-            cs: Obj = {
-                "name": c.name,
-                "image": c.spec.get("image") or "",
-                "imageID": "",
-                "restartCount": c.restart_count,
-                "ready": bool(c.running and c.ready),
-                "started": bool(c.running and c.started),
-                "state": c.state,
-            }
-            if c.running or "terminated" in c.state:
-                cs["containerID"] = self._container_id(c)
-            if c.last_state:
-                cs["lastState"] = c.last_state
-            statuses.append(cs)
+        statuses = [self._container_status(c) for c in self.containers.values()]
+        init_statuses = [self._container_status(c) for c in self.init_containers.values()]
         all_ready = bool(statuses) and all(s["ready"] for s in statuses)
+        init_failed = any(
+            "terminated" in c.state and c.state["terminated"].get("exitCode") != 0 and c.restart_at is None
+            for c in self.init_containers.values()
+        )
+        incomplete = [
+            c.name
+            for c in self.init_containers.values()
+            if (c.state.get("terminated") or {}).get("exitCode") != 0
+        ]
         terminated = [c for c in self.containers.values() if "terminated" in c.state]
-        if not self.sandbox_ready or not any(
-            c.running or c.restart_count or "terminated" in c.state for c in self.containers.values()
+        if init_failed:
+            phase = "Failed"
+        elif (
+            not self.sandbox_ready
+            or not self.initialized
+            or not any(
+                c.running or c.restart_count or "terminated" in c.state for c in self.containers.values()
+            )
         ):
             phase = "Pending"
         elif len(terminated) == len(self.containers):
@@ -572,7 +633,7 @@ class PodWorker:
             phase = "Running"
         conds = [
             ("PodReadyToStartContainers", self.sandbox_ready, ""),
-            ("Initialized", True, ""),
+            ("Initialized", self.initialized, "" if self.initialized else "ContainersNotInitialized"),
             ("Ready", all_ready, "" if all_ready else "ContainersNotReady"),
             ("ContainersReady", all_ready, "" if all_ready else "ContainersNotReady"),
             ("PodScheduled", True, ""),
@@ -585,7 +646,10 @@ class PodWorker:
             when = prev[1] if prev and prev[0] == value else rfc3339()
             self.transition[ctype] = (value, when)
             cond: Obj = {"type": ctype, "status": value, "lastProbeTime": None, "lastTransitionTime": when}
-            if reason:
+            if reason == "ContainersNotInitialized":
+                cond["reason"] = reason
+                cond["message"] = f"containers with incomplete status: [{' '.join(incomplete)}]"
+            elif reason:
                 cond["reason"] = reason
                 cond["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
             conditions.append(cond)
@@ -596,6 +660,8 @@ class PodWorker:
             "hostIPs": [{"ip": self.agent.node_ip}],
             "containerStatuses": statuses,
         }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
         if self.ip:
             status["podIP"] = self.ip
             status["podIPs"] = [{"ip": self.ip}]
