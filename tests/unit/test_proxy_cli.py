@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from svcnet.cli.main import build
@@ -50,15 +49,13 @@ def test_malformed_objects_file_names_file_and_document(tmp_path: Path) -> None:
     assert str(bad) in res.stderr and "document 2" in res.stderr
 
 
-def test_unimplemented_mode_fails_clearly() -> None:
-    from svcnet.proxy.render import renderer
-
-    if renderer("ipvs") is not None:
-        pytest.skip("every mode is implemented now")
-    res = invoke("proxy", "render", "--mode", "ipvs", "-f", str(GOLDEN / "three.yaml"))
-    assert res.exit_code == 3
-    assert "proxy mode 'ipvs' is not implemented yet (available: iptables" in res.stderr
-    assert invoke("proxy", "render", "--mode", "bogus", "-f", str(GOLDEN / "three.yaml")).exit_code == 2
+def test_every_mode_renders_and_an_unknown_mode_is_refused() -> None:
+    for mode, marker in (("iptables", "*nat"), ("nftables", "add table ip kube-proxy"), ("ipvs", "-A -t")):
+        res = invoke("proxy", "render", "--mode", mode, "-f", str(GOLDEN / "three.yaml"))
+        assert res.exit_code == 0, (mode, res.stderr)
+        assert marker in res.stdout, mode
+    bogus = invoke("proxy", "render", "--mode", "bogus", "-f", str(GOLDEN / "three.yaml"))
+    assert bogus.exit_code == 2 and "bogus" in bogus.stderr
 
 
 def test_bad_node_flags_are_rejected() -> None:
