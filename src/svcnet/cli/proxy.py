@@ -219,7 +219,7 @@ def _attach_other_modes() -> None:
     if any(c.name == "userspace" for c in proxy_app.registered_commands):
         return  # build() may run more than once in a process (tests)
     try:
-        from svcnet.proxy.userspace.cli import attach
+        from svcnet.cli.proxy_userspace import attach
     except ImportError:
         return
     attach(proxy_app)

@@ -304,7 +304,7 @@ class SourceHashingScheduler(_HashTableScheduler):
         return f"{ctx.client_ip}:{ctx.client_port}" if self.hash_port else ctx.client_ip
 
 
-def _is_prime(n: int) -> bool:
+def is_prime(n: int) -> bool:
     if n < 2:
         return False
     return all(n % d for d in range(2, math.isqrt(n) + 1))
@@ -324,7 +324,7 @@ class MaglevScheduler(Scheduler):
 
     def __init__(self, table_size: int = DEFAULT_MAGLEV_TABLE_SIZE, hash_port: bool = False) -> None:
         super().__init__()
-        if not _is_prime(table_size):
+        if not is_prime(table_size):
             raise ValueError(f"Maglev table size must be a prime, not {table_size}")
         self.table_size = table_size
         self.hash_port = hash_port

@@ -1,4 +1,4 @@
-"""`svcnet proxy userspace`: the user-space proxy daemon's command (registered by cli/proxy.py)."""
+"""`svcnet proxy userspace`: the user-space proxy daemon's command (attached by cli/proxy.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from svcnet.proxy.userspace.options import REDIRECT_MODES, UserspaceOptions
-from svcnet.proxy.userspace.schedulers import DEFAULT_MAGLEV_TABLE_SIZE, SCHEDULERS, _is_prime
+from svcnet.proxy.userspace.schedulers import DEFAULT_MAGLEV_TABLE_SIZE, SCHEDULERS, is_prime
 
 
 def userspace_command(
@@ -69,7 +69,7 @@ def userspace_command(
         fail("--node-name is required")
     if scheduler not in SCHEDULERS:
         fail(f"unknown --scheduler {scheduler!r} (one of: {', '.join(SCHEDULERS)})")
-    if not _is_prime(maglev_table_size):
+    if not is_prime(maglev_table_size):
         fail(f"--maglev-table-size must be a prime (251, 4093, 65537, ...), not {maglev_table_size}")
     if redirect not in REDIRECT_MODES:
         fail(f"--redirect must be one of {', '.join(REDIRECT_MODES)}, not {redirect!r}")
