@@ -44,7 +44,7 @@ while True:
             if found[kind] is not None:
                 continue
             try:
-                s = socket.create_connection(addr, timeout=0.2)
+                s = socket.create_connection(addr, timeout=0.05)
                 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 reply = s.recv(300).decode(errors="replace")
                 s.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,19 @@ from svcnet.lab.lab import read_state, target_netns
 from svcnet.lab.topology import EXTERNAL_IP
 
 Obj = dict[str, Any]
+
+HTTP_CLIENT = r"""
+import sys, time, urllib.request
+url, count, pause = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never an http_proxy
+for _ in range(count):
+    try:
+        print(opener.open(url, timeout=2).read().decode().strip(), flush=True)
+    except Exception as e:
+        print("ERR", e, flush=True)
+    if pause:
+        time.sleep(pause)
+"""
 
 REPLY = re.compile(r"pod=(\S+) ip=(\S+) node=(\S+) client=(\S+)")
 
@@ -174,15 +188,26 @@ class Demo:
         return res.stdout
 
     def curl(self, target: str, url: str, count: int = 1, interval: float = 0.0) -> list[Reply | None]:
-        """COUNT requests, one line per request ('ERR' lines for failures)."""
-        pause = f"sleep {interval};" if interval else ""
-        script = f"for i in $(seq {count}); do curl -s -m 2 {url} || echo ERR; echo; {pause} done"
-        lines = [
-            line
-            for line in self.run_in(target, script, timeout=count * (2.5 + interval) + 10).splitlines()
-            if line.strip()
-        ]
-        return parse_replies("\n".join(lines))
+        """COUNT HTTP GETs, each on a new connection (as `curl` does), one reply per request
+        (None for a failure). Python's urllib, so the demo needs no curl on the machine."""
+        res = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns_of(target),
+                sys.executable,
+                "-c",
+                HTTP_CLIENT,
+                url,
+                str(count),
+                str(interval),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=count * (2.5 + interval) + 10,
+        )
+        return parse_replies(res.stdout)
 
     # -- objects ---------------------------------------------------------------------------------
 
