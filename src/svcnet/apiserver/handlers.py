@@ -19,7 +19,7 @@ from svcnet.api import patch as patchlib
 from svcnet.api.errors import StatusError
 from svcnet.api.resources import Resource
 from svcnet.api.selectors import go_quote
-from svcnet.apiserver import codec, discovery, hooks, openapi, routing, tables
+from svcnet.apiserver import codec, discovery, hooks, keys, openapi, routing, tables
 from svcnet.apiserver.codec import json_response, query_bool, query_int
 from svcnet.apiserver.listing import Lister, list_body, parse_list_options
 from svcnet.apiserver.objectmeta import cannot_handle
@@ -220,8 +220,8 @@ class ResourceHandlers:
 
     @staticmethod
     def _discovery(request: web.Request, body: dict[str, Any] | None) -> web.Response:
-        request["svcnet.verb"] = "get"
-        request["svcnet.resource"] = ""
+        request[keys.VERB] = "get"
+        request[keys.RESOURCE] = ""
         if request.method not in ("GET", "HEAD"):
             raise errors.method_not_allowed("the server does not allow this method on the requested resource")
         if body is None:
@@ -241,7 +241,7 @@ class ResourceHandlers:
         self, request: web.Request, group: str, version: str, tail: str
     ) -> web.StreamResponse:
         target = routing.parse(group, version, tail.split("/"))
-        request["svcnet.resource"] = routing.metric_resource(target)
+        request[keys.RESOURCE] = routing.metric_resource(target)
         res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
         method = request.method
         if res.namespaced and ns is None and (name is not None or method not in ("GET", "HEAD")):
@@ -251,20 +251,20 @@ class ResourceHandlers:
         if target.legacy_watch:
             if method != "GET":
                 raise self._not_allowed(request)
-            request["svcnet.verb"] = "watch"
+            request[keys.VERB] = "watch"
             return await serve_watch(request, self.cache, self.options, res, ns, name)
         if name is None:
             if method in ("GET", "HEAD"):
                 if query_bool(request.query, "watch"):
-                    request["svcnet.verb"] = "watch"
+                    request[keys.VERB] = "watch"
                     return await serve_watch(request, self.cache, self.options, res, ns, None)
-                request["svcnet.verb"] = "list"
+                request[keys.VERB] = "list"
                 return await self.list(request, res, ns)
             if method == "POST":
-                request["svcnet.verb"] = "create"
+                request[keys.VERB] = "create"
                 return await self.create(request, res, ns)
             if method == "DELETE" and "deletecollection" in res.verbs:
-                request["svcnet.verb"] = "deletecollection"
+                request[keys.VERB] = "deletecollection"
                 return await self.delete_collection(request, res, ns)
             raise self._not_allowed(request)
         allowed = (
@@ -276,22 +276,22 @@ class ResourceHandlers:
             raise self._not_allowed(request)
         if method in ("GET", "HEAD"):
             if sub is None and query_bool(request.query, "watch"):
-                request["svcnet.verb"] = "watch"
+                request[keys.VERB] = "watch"
                 return await serve_watch(request, self.cache, self.options, res, ns, name)
-            request["svcnet.verb"] = "get"
+            request[keys.VERB] = "get"
             return await self.get(request, res, ns, name, sub)
         if method == "PUT":
-            request["svcnet.verb"] = "update"
+            request[keys.VERB] = "update"
             return await self.update(request, res, ns, name, sub)
         if method == "PATCH":
-            request["svcnet.verb"] = "patch"
+            request[keys.VERB] = "patch"
             return await self.patch(request, res, ns, name, sub)
-        request["svcnet.verb"] = "delete"
+        request[keys.VERB] = "delete"
         return await self.delete(request, res, ns, name)
 
     @staticmethod
     def _not_allowed(request: web.Request) -> StatusError:
-        request.setdefault("svcnet.verb", request.method.lower())
+        request.setdefault(keys.VERB, request.method.lower())
         return errors.method_not_allowed("the server does not allow this method on the requested resource")
 
     # ---- verbs ---------------------------------------------------------------------------

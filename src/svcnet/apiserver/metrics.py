@@ -2,7 +2,7 @@
 
 apiserver_request_total and apiserver_request_duration_seconds carry verb, resource and code
 (and, as upstream, the duration histogram has no code label). The REST handlers tag each
-request with request["svcnet.verb"] and request["svcnet.resource"]; anything else (health,
+request with keys.VERB and keys.RESOURCE; anything else (health,
 discovery, OpenAPI) is counted under its path class so no series is unbounded.
 """
 
@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from svcnet.apiserver import keys
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,8 +55,8 @@ class ApiServerMetrics:
                 code = exc.status
                 raise
             finally:
-                verb = request.get("svcnet.verb") or _fallback_verb(request)
-                resource = request.get("svcnet.resource") or ""
+                verb = request.get(keys.VERB) or _fallback_verb(request)
+                resource = request.get(keys.RESOURCE) or ""
                 self.requests.labels(verb, resource, str(code)).inc()
                 # Watches are long-lived by design; upstream leaves them out of the latency
                 # histogram as well, so a watch does not drown the real request latencies.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from svcnet.apiserver import keys
 from svcnet.apiserver.allocator.kubernetes_service import ensure_kubernetes_service
 from svcnet.apiserver.allocator.ranges import IPRange
 from svcnet.apiserver.app import REGISTRY_KEY, build_app
@@ -59,7 +60,7 @@ class RunningServer:
 
 
 async def _health(request: web.Request) -> web.Response:
-    ready = request.app.get("svcnet.server_ready")
+    ready = request.app.get(keys.SERVER_READY)
     if request.path.startswith("/readyz") and ready is not None and not ready.is_set():
         failing = "[-]svcnet-startup failed: not started yet\nreadyz check failed\n"
         return web.Response(status=500, text=failing)
@@ -100,7 +101,7 @@ async def serve(config: ServerConfig, on_ready: Callable[[RunningServer], None] 
     # Metrics wrap authentication so 401s are counted too, as upstream counts them.
     app = build_app(store, config.api, middlewares=[metrics.middleware(), token_middleware([token])])
     ready = asyncio.Event()
-    app["svcnet.server_ready"] = ready
+    app[keys.SERVER_READY] = ready
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.add_get(path, _health)
         app.router.add_get(path + "/{check:.*}", _health)
