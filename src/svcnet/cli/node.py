@@ -50,6 +50,10 @@ def node(
     cleanup_on_exit: Annotated[
         bool, typer.Option(help="Stop pods and remove their namespaces on exit.")
     ] = False,
+    in_host_namespace: Annotated[
+        bool,
+        typer.Option(help="Without --netns: allow the bridge and sysctls in this machine's own namespace."),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the node agent: register the Node and run the pods bound to it in network namespaces."""
@@ -83,6 +87,14 @@ def node(
             ipaddress.ip_network(pod_cidr, strict=False)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--pod-cidr") from e
+    if not netns_name and not in_host_namespace:
+        print(
+            "svcnet node: without --netns the agent would add a bridge and enable forwarding in this "
+            "machine's own network namespace; pass --in-host-namespace to allow that, or give the "
+            "node a namespace with --netns (svcnet lab does)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2)
     if netns_name:
         from svcnet.node import netns
 
@@ -91,7 +103,13 @@ def node(
             raise typer.Exit(2)
 
     async def main() -> None:
-        agent = NodeAgent(cfg)
+        from svcnet.client.kubeconfig import KubeconfigError
+
+        try:
+            agent = NodeAgent(cfg)
+        except KubeconfigError as e:
+            print(f"svcnet node: {e}", file=sys.stderr)
+            raise typer.Exit(2) from e
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.stop)
