@@ -234,10 +234,9 @@ kubeconfig: {kubeconfig}
 try:
   export KUBECONFIG={kubeconfig}
   kubectl get nodes,pods,svc -o wide
+  svcnet demo --data-dir {data.parent}     # the chapter's story (adds a web Deployment and a frontend pod)
+  svcnet lab exec --data-dir {data} frontend -- curl -s http://backend-svc/
   svcnet lab exec --data-dir {data} external -- curl -s http://{lab.topo.nodes[0].ip}:30080/
-  svcnet lab exec --data-dir {data} node-1 -- \
-      curl -s http://$(kubectl get svc backend-svc -o jsonpath='{{.spec.clusterIP}}')/
-  svcnet demo --data-dir {data.parent}
 Ctrl-C stops everything and removes every namespace, link and process.
 """,
         flush=True,
