@@ -58,7 +58,7 @@ def lab(
         Path | None, typer.Option("--kubeconfig", help="API server kubeconfig (on loopback).")
     ] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="How many nodes.")] = 2,
-    proxy_mode: Annotated[str, typer.Option("--proxy-mode", help="iptables | userspace")] = "iptables",
+    proxy_mode: Annotated[str, typer.Option("--proxy-mode", help="iptables|nftables|userspace")] = "iptables",
     data_dir: Annotated[Path, typer.Option(help="Lab state, node agents' state and logs.")] = Path(
         "./svcnet-data/lab"
     ),

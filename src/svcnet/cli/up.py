@@ -139,7 +139,7 @@ def up(
         list[str] | None, typer.Option("-f", "--filename", help="Manifests to apply (repeatable).")
     ] = None,
     nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="How many nodes.")] = 2,
-    proxy_mode: Annotated[str, typer.Option("--proxy-mode", help="iptables | userspace")] = "iptables",
+    proxy_mode: Annotated[str, typer.Option("--proxy-mode", help="iptables|nftables|userspace")] = "iptables",
     listen: Annotated[str, typer.Option(help="API server address (loopback).")] = "127.0.0.1:6443",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:

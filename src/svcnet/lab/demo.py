@@ -282,7 +282,7 @@ class Demo:
         await self.wait_endpoints("web-svc", 1)
         return StepResult(
             "Set up: backend (3 pods) behind backend-svc, web behind web-svc and web-svc-lb, "
-            "a frontend client pod",
+            "db-0/db-1 behind db-headless, my-database, a frontend client pod",
             len(backends) >= 3,
             [
                 f"{p['metadata']['name']} {p['status'].get('podIP')} on {p['spec'].get('nodeName')}"
