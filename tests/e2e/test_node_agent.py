@@ -488,7 +488,9 @@ def _stop_after_cluster() -> Iterator[None]:
 
 
 def test_api_server_down_traffic_flows_and_components_reconnect(cluster: Cluster) -> None:
-    apply(cluster, """\
+    apply(
+        cluster,
+        """\
         apiVersion: apps/v1
         kind: Deployment
         metadata: {name: apidown}
@@ -503,7 +505,8 @@ def test_api_server_down_traffic_flows_and_components_reconnect(cluster: Cluster
         kind: Service
         metadata: {name: apidown}
         spec: {selector: {app: apidown}, ports: [{port: 80}]}
-        """)
+        """,
+    )
     wait_for("ready", lambda: get(cluster, "deploy", "apidown").get("status", {}).get("readyReplicas") == 1)
     ip = get(cluster, "svc", "apidown")["spec"]["clusterIP"]
 
@@ -524,14 +527,22 @@ def test_api_server_down_traffic_flows_and_components_reconnect(cluster: Cluster
     time.sleep(1.0)
     # No API server: the kernel rules and the pods keep serving.
     assert "ERR" not in served()
-    server = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(SRC)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        cmd,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     AFTER.append(server)
     wait_for("API back", lambda: cluster.kubectl("get", "--raw", "/readyz").returncode == 0)
     # Controllers, scheduler, agents and proxies reconnect: a scale-up is served end to end.
     assert cluster.kubectl("scale", "deploy", "apidown", "--replicas=2").returncode == 0
-    wait_for("2 ready", lambda: get(cluster, "deploy", "apidown").get("status", {}).get("readyReplicas") == 2,
-             timeout=45)
+    wait_for(
+        "2 ready",
+        lambda: get(cluster, "deploy", "apidown").get("status", {}).get("readyReplicas") == 2,
+        timeout=45,
+    )
     names = {p["metadata"]["name"] for p in get(cluster, "pods", "-l", "app=apidown")["items"]}
     wait_for("both served through the ClusterIP", lambda: names <= served(), timeout=30)
 
@@ -572,3 +583,33 @@ def test_init_containers_run_in_order_before_the_app(cluster: Cluster) -> None:
     assert fail["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
     assert fail["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert condition(cluster, "initfail", "Initialized") == "False"
+
+
+def test_host_network_pod_shares_the_node_namespace(cluster: Cluster) -> None:
+    apply(
+        cluster,
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: hostnet}
+        spec:
+          hostNetwork: true
+          containers: [{name: web, image: nginx, ports: [{containerPort: 18080}]}]
+        """,
+    )
+    wait_for("ready", lambda: condition(cluster, "hostnet", "Ready") == "True")
+    status = pod_status(cluster, "hostnet")
+    assert status["podIP"] == status["hostIP"] == "172.30.0.11"
+    # Served from the node's own namespace, on the node's address.
+    reply = cluster.exec("external", "curl", "-s", "-m", "2", "http://172.30.0.11:18080/").stdout
+    assert "pod=hostnet ip=172.30.0.11 node=node-1" in reply
+    assert not [
+        n
+        for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        if ".hostnet." in n
+    ]
+    assert cluster.kubectl("delete", "pod", "hostnet", "--wait=false").returncode == 0
+    wait_for("deleted", lambda: "hostnet" not in cluster.kubectl("get", "pods", "-o", "name").stdout)
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(
+        cluster.netns("node-1")
+    )

@@ -79,7 +79,7 @@ def ip_batch(netns: str | None, lines: list[str], check: bool = True) -> subproc
 
 
 def exists(name: str) -> bool:
-    return (NETNS_DIR / name).exists()
+    return bool(name) and "/" not in name and (NETNS_DIR / name).exists()
 
 
 def add(name: str) -> None:

@@ -85,7 +85,10 @@ class PodWorker:
         self.namespace: str = meta.get("namespace") or "default"
         self.name: str = meta["name"]
         self.dir: Path = agent.data_dir / "pods" / self.uid
-        self.netns_name = agent.pod_netns_name(self.namespace, self.name, self.uid)
+        self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+        # The pod's own namespace, and the one its containers run in (the node's for hostNetwork).
+        self.pod_netns = agent.pod_netns_name(self.namespace, self.name, self.uid)
+        self.netns_name: str | None = agent.node_network.netns if self.host_network else self.pod_netns
         self.ip: str | None = None
         self.sandbox_ready = False
         self.start_time: str | None = None
@@ -131,7 +134,7 @@ class PodWorker:
             "uid": self.uid,
             "namespace": self.namespace,
             "name": self.name,
-            "netns": self.netns_name,
+            "netns": None if self.host_network else self.pod_netns,
             "ip": self.ip,
             "startTime": self.start_time,
             "containers": {
@@ -210,14 +213,17 @@ class PodWorker:
         return max(0.0, min(waits)) if waits else None
 
     async def _setup(self) -> None:
-        ipam = self.agent.ipam
-        if self.adopt is None and self.agent.netns_exists(self.netns_name) and ipam.owned_by(self.uid):
-            pass  # state file lost but sandbox there: reuse it below
-        self.ip = ipam.allocate(self.uid)
-        node = self.agent.node_network
-        resolv = podfiles.resolv_conf(self.pod, self.agent.cluster_dns, self.agent.cluster_domain)
-        hosts = podfiles.hosts_file(self.pod, [self.ip])
-        await asyncio.to_thread(sandbox.create, node, self.netns_name, self.uid, self.ip, resolv, hosts)
+        if self.host_network:
+            # The node's own namespace, address and resolv.conf (kubelet gives a hostNetwork
+            # pod the node's resolver; ClusterFirstWithHostNet is not applied here).
+            self.ip = self.agent.node_ip
+        else:
+            self.ip = self.agent.ipam.allocate(self.uid)
+            resolv = podfiles.resolv_conf(self.pod, self.agent.cluster_dns, self.agent.cluster_domain)
+            hosts = podfiles.hosts_file(self.pod, [self.ip])
+            await asyncio.to_thread(
+                sandbox.create, self.agent.node_network, self.pod_netns, self.uid, self.ip, resolv, hosts
+            )
         self.sandbox_ready = True
         self.start_time = (self.adopt or {}).get("startTime") or rfc3339()
         if self.adopt:
@@ -329,7 +335,7 @@ class PodWorker:
             c.started_at = time.time()
             self._record_exit(c, runtime.Exit(128, 0, message, time.time()), reason="StartError")
             return
-        hostname, _ = podfiles.pod_hostname(self.pod)
+        hostname = None if self.host_network else podfiles.pod_hostname(self.pod)[0]
         c.process = await runtime.spawn(
             self.netns_name,
             hostname,
@@ -571,7 +577,8 @@ class PodWorker:
         self.finished = True
 
     async def teardown(self) -> None:
-        await asyncio.to_thread(sandbox.destroy, self.netns_name)
+        if not self.host_network:  # never the node's own namespace
+            await asyncio.to_thread(sandbox.destroy, self.pod_netns)
         self.agent.ipam.release(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -91,12 +91,12 @@ async def tcp_socket(node_netns: str | None, host: str, port: int, timeout: floa
     return ProbeResult(True)
 
 
-async def exec_probe(pod_netns: str, command: list[str], env: dict[str, str], timeout: float) -> ProbeResult:
+async def exec_probe(
+    pod_netns: str | None, command: list[str], env: dict[str, str], timeout: float
+) -> ProbeResult:
+    prefix = ["ip", "netns", "exec", pod_netns] if pod_netns else []
     proc = await asyncio.create_subprocess_exec(
-        "ip",
-        "netns",
-        "exec",
-        pod_netns,
+        *prefix,
         *command,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -114,7 +114,12 @@ async def exec_probe(pod_netns: str, command: list[str], env: dict[str, str], ti
 
 
 async def run_once(
-    probe: Obj, container: Obj, pod_ip: str, node_netns: str | None, pod_netns: str, env: dict[str, str]
+    probe: Obj,
+    container: Obj,
+    pod_ip: str,
+    node_netns: str | None,
+    pod_netns: str | None,
+    env: dict[str, str],
 ) -> ProbeResult:
     timeout = float(probe.get("timeoutSeconds") or 1)
     try:

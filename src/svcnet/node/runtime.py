@@ -118,8 +118,8 @@ class Process:
 
 
 async def spawn(
-    pod_netns: str,
-    hostname: str,
+    pod_netns: str | None,
+    hostname: str | None,
     argv: list[str],
     env: dict[str, str],
     cwd: str,
@@ -129,22 +129,14 @@ async def spawn(
     status_file.unlink(missing_ok=True)
     shim_env = dict(env)
     shim_env["PYTHONPATH"] = SRC_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [
-        "ip",
-        "netns",
-        "exec",
-        pod_netns,
-        "unshare",
-        "--uts",
-        sys.executable,
-        "-m",
-        "svcnet.node.shim",
-        "--hostname",
-        hostname,
-        str(status_file),
-        "--",
-        *argv,
-    ]
+    # The pod's network namespace and a UTS namespace of its own (its hostname); a
+    # hostNetwork pod (hostname None) shares the node's network namespace and hostname.
+    cmd = [sys.executable, "-m", "svcnet.node.shim"]
+    if hostname is not None:
+        cmd = ["unshare", "--uts", *cmd, "--hostname", hostname]
+    if pod_netns:
+        cmd = ["ip", "netns", "exec", pod_netns, *cmd]
+    cmd += [str(status_file), "--", *argv]
     with open(log_file, "ab") as log:
         child = await asyncio.create_subprocess_exec(
             *cmd,

@@ -79,6 +79,8 @@ def write_etc(pod_netns: str, resolv_conf: str, hosts: str) -> None:
 
 
 def destroy(pod_netns: str) -> None:
+    if not pod_netns or "/" in pod_netns or pod_netns in (".", ".."):
+        return  # never /etc/netns itself or a path outside it
     # Deleting the namespace deletes eth0 and with it the veth's peer on the bridge.
     netns.delete(pod_netns)
     shutil.rmtree(ETC_NETNS / pod_netns, ignore_errors=True)
