@@ -330,6 +330,9 @@ class NodeAgent:
             return
         worker = self.workers.get(uid)
         if worker is None:
+            terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if terminal and uid not in self._saved and not meta.get("deletionTimestamp"):
+                return  # finished before this agent's time: kubelet never runs a terminal pod again
             if meta.get("deletionTimestamp") and uid not in self._saved:
                 # Nothing of it runs here: nothing to stop, just finish the deletion.
                 self._spawn(self.finish_delete(pod))
