@@ -613,3 +613,43 @@ def test_host_network_pod_shares_the_node_namespace(cluster: Cluster) -> None:
     assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.count(
         cluster.netns("node-1")
     )
+
+
+def test_lab_logs_prints_a_containers_output(cluster: Cluster) -> None:
+    apply(
+        cluster,
+        """\
+        apiVersion: v1
+        kind: Pod
+        metadata: {name: talker}
+        spec:
+          initContainers: [{name: setup, image: busybox, command: [sh, -c, "echo from-init"]}]
+          containers:
+          - {name: main, image: busybox, command: [sh, -c, "echo hello from $(POD_NAME); sleep 600"]}
+        """,
+    )
+    wait_for("running", lambda: condition(cluster, "talker", "Ready") == "True")
+
+    def logs(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "svcnet",
+                "lab",
+                "logs",
+                "talker",
+                "--data-dir",
+                str(cluster.lab_dir),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(SRC)),
+            timeout=30,
+        )
+
+    assert wait_for("output", lambda: "hello from talker" in logs().stdout)
+    assert logs("-c", "setup").stdout.strip() == "from-init"
+    missing = logs("-c", "nope")
+    assert missing.returncode == 1 and "have: setup, main" in missing.stderr

@@ -125,6 +125,51 @@ def exec_(
     os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
 
 
+@lab_app.command("logs")
+def logs(
+    pod: Annotated[str, typer.Argument(help="The pod's name.")],
+    container: Annotated[str | None, typer.Option("-c", "--container", help="Default: the first.")] = None,
+    namespace: Annotated[str, typer.Option("-n", "--namespace", help="The pod's namespace.")] = "default",
+    data_dir: Annotated[Path, typer.Option(help="The running lab's data directory.")] = Path(
+        "./svcnet-data/lab"
+    ),
+) -> None:
+    """Print a container's output, every run of it (what `kubectl logs` shows; svcnet's API
+    server does not serve pods/log, so this reads the node agent's files)."""
+    import json
+
+    from svcnet.lab.lab import read_state
+
+    try:
+        state = read_state(data_dir)
+    except FileNotFoundError as e:
+        print(f"svcnet lab logs: {e}", file=sys.stderr)
+        raise typer.Exit(2) from e
+    for node in state["nodes"]:
+        for pod_dir in (data_dir / node["name"] / "pods").glob("*"):
+            try:
+                saved = json.loads((pod_dir / "state.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if saved.get("name") != pod or saved.get("namespace") != namespace:
+                continue
+            names = list(saved.get("containers") or {})
+            app = [n for n in names if n not in (saved.get("initContainers") or [])]
+            name = container or (app[0] if app else "")
+            log_file = pod_dir / f"{name}.log"
+            if name not in names or not log_file.exists():
+                have = ", ".join(names)
+                print(
+                    f"svcnet lab logs: no container {name!r} in pod {namespace}/{pod} (have: {have})",
+                    file=sys.stderr,
+                )
+                raise typer.Exit(1)
+            sys.stdout.write(log_file.read_text(errors="replace"))
+            return
+    print(f"svcnet lab logs: no pod {namespace}/{pod} runs in lab {state['prefix']}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
 @lab_app.command("cleanup")
 def cleanup(
     data_dir: Annotated[Path, typer.Option(help="The lab's data directory.")] = Path("./svcnet-data/lab"),

@@ -152,6 +152,7 @@ class PodWorker:
                 for c in self.every_container()
             },
             "initialized": self.initialized,
+            "initContainers": list(self.init_containers),
         }
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps(data))
