@@ -70,8 +70,7 @@ class IptablesProxier:
         log.info("Setting route_localnet=1 to allow node-ports on localhost; to change this either "
                  "disable --localhost-nodeports or set --nodeport-addresses to filter loopback addresses")
         try:
-            with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
-                f.write("1")
+            self.ipt.set_sysctl("net/ipv4/conf/all/route_localnet", "1")
         except OSError as e:
             log.error("cannot set route_localnet: %s", e)
 

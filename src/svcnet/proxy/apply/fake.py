@@ -15,6 +15,11 @@ class FakeIPTables:
         self.restores: list[str] = []
         self.ensured: list[tuple[str, str, tuple[str, ...]]] = []
         self.fail_next = False
+        self.sysctls: dict[str, str] = {}
+
+    def set_sysctl(self, name: str, value: str) -> None:
+        # Recorded, never written: a test must not change the machine's own namespace.
+        self.sysctls[name] = value
 
     def ensure_chain(self, table: str, chain: str) -> bool:
         return True

@@ -92,6 +92,12 @@ class IPTables:
         m = re.search(r"v(\d+)\.(\d+)\.(\d+)", self.version())
         return bool(m) and tuple(int(x) for x in m.groups()) >= (1, 6, 2)
 
+    def set_sysctl(self, name: str, value: str) -> None:
+        """Write a sysctl of the namespace this proxy programs (e.g. net/ipv4/conf/all/route_localnet).
+        Kept beside the iptables calls so that a fake node (tests) fakes both."""
+        with open(f"/proc/sys/{name}", "w") as f:
+            f.write(value)
+
     # --- chains and rules ---
 
     def ensure_chain(self, table: str, chain: str) -> bool:
