@@ -103,7 +103,7 @@ RESOURCES: tuple[Resource, ...] = (
         "/registry/pods/",
         short_names=("po",),
         categories=("all",),
-        subresources=("status",),
+        subresources=("status", "binding"),
         selectable_fields=(
             "spec.nodeName",
             "spec.restartPolicy",

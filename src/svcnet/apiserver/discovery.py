@@ -15,6 +15,7 @@ SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
     "finalize": ["update"],
+    "binding": ["create"],
 }
 
 

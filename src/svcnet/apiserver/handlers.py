@@ -272,8 +272,13 @@ class ResourceHandlers:
         )
         if sub == "finalize":
             allowed = {"PUT"}
+        if sub == "binding":
+            allowed = {"POST"}
         if method not in allowed:
             raise self._not_allowed(request)
+        if sub == "binding":
+            request[keys.VERB] = "create"
+            return await self.bind(request, res, ns, name)
         if method in ("GET", "HEAD"):
             if sub is None and query_bool(request.query, "watch"):
                 request[keys.VERB] = "watch"
@@ -334,6 +339,15 @@ class ResourceHandlers:
         content_type = codec.media_type(request)
         obj, dups = codec.decode_object(body, content_type, kind)
         return obj, dups, (None if content_type in codec.YAML_TYPES else body)
+
+    async def bind(self, request: web.Request, res: Resource, ns: str | None, name: str) -> web.Response:
+        """pods/NAME/binding: assign the pod to a node; answers a Success Status as upstream."""
+        ctx = RequestContext(request, "CreateOptions")
+        obj, _dups, _raw = await self._read_object(request, res, "Binding")
+        with decoding_guard(res, obj):
+            await self.registry.bind_pod(ns or "", name, obj, dry_run=ctx.dry_run)
+        return ctx.respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "code": 201}, 201)
 
     async def create(self, request: web.Request, res: Resource, ns: str | None) -> web.Response:
         ctx = RequestContext(request, "CreateOptions")

@@ -650,6 +650,62 @@ class Registry:
         written = await self.write_update(resource, kv, current, new, dry_run=dry_run)
         return scale_of(resource, written)
 
+    # ---- pods/binding --------------------------------------------------------------------
+
+    async def bind_pod(
+        self, namespace: str, name: str, binding: dict[str, Any], *, dry_run: bool = False
+    ) -> None:
+        """POST pods/NAME/binding, as upstream's BindingREST: assign an unscheduled pod to a
+        node. This is the only way spec.nodeName changes after create (updates may not)."""
+        pods = resources.by_path("", "v1", "pods")
+        assert pods is not None
+        self.check_type(pods, binding, "v1", "Binding")
+        md = binding.get("metadata") if isinstance(binding.get("metadata"), dict) else {}
+        if md.get("name") != name:
+            raise errors.bad_request("name in URL does not match name in Binding object")
+        target = binding.get("target") if isinstance(binding.get("target"), dict) else {}
+        problems: list[FieldError] = []
+        if target.get("kind") not in (None, "", "Node"):
+            kind = target.get("kind")
+            problems.append(errors.invalid_value("target.kind", kind, "must be empty or 'Node'"))
+        node = target.get("name")
+        if not isinstance(node, str) or not node:
+            problems.append(errors.required("target.name", ""))
+        if problems:
+            raise errors.invalid("Binding", name, problems)
+        for _ in range(UPDATE_ATTEMPTS):
+            kv = await self.get_kv(pods, namespace, name)
+            pod = decode_kv(kv).obj
+            pod_md = pod["metadata"]
+            if md.get("uid") and md["uid"] != pod_md.get("uid"):
+                raise errors.conflict("pods", name, detail=(
+                    f"Precondition failed: UID in precondition: {md['uid']}, UID in object meta: "
+                    f"{pod_md.get('uid')}"))
+            if pod_md.get("deletionTimestamp"):
+                detail = f"pod {name} is being deleted, cannot be assigned to a host"
+                raise errors.conflict("pods", name, detail=detail)
+            assigned = (pod.get("spec") or {}).get("nodeName")
+            if assigned:
+                detail = f'pod {name} is already assigned to node "{assigned}"'
+                raise errors.conflict("pods", name, detail=detail)
+            bound = deep_copy(pod)
+            bound.setdefault("spec", {})["nodeName"] = node
+            if isinstance(md.get("annotations"), dict) and md["annotations"]:
+                bound["metadata"].setdefault("annotations", {}).update(md["annotations"])
+            conditions = [c for c in (bound.setdefault("status", {}).get("conditions") or [])
+                          if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": now_rfc3339()})
+            bound["status"]["conditions"] = conditions
+            if dry_run:
+                return
+            try:
+                await self.store.update(kv.key, encode_for_store(bound), kv.mod_revision)
+                return
+            except CompareFailedError:
+                continue
+        raise errors.conflict("pods", name)
+
     # ---- delete --------------------------------------------------------------------------
 
     async def delete(
