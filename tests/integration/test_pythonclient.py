@@ -169,8 +169,14 @@ async def test_watch_from_expired_resource_version_raises_410(make_api) -> None:
         old = core.create_namespaced_service("default", v1_service("old")).metadata.resource_version
         for i in range(4):
             core.create_namespaced_service("default", v1_service(f"new{i}"))
+        # A consistent list brings the watch cache up to the last create (on etcd the events
+        # arrive a moment after the replies), so "old" is surely outside the 2-event window.
+        core.list_namespaced_service("default")
         with pytest.raises(ApiException) as info:
-            for _ in watch.Watch().stream(core.list_namespaced_service, "default", resource_version=old):
+            stream = watch.Watch().stream(
+                core.list_namespaced_service, "default", resource_version=old, timeout_seconds=10
+            )
+            for _ in stream:
                 pass
         assert info.value.status == 410
         assert "Expired" in info.value.reason
