@@ -9,6 +9,8 @@ have nft || need+=(nftables)
 have conntrack || need+=(conntrack)
 have ip || need+=(iproute2)
 have dig || need+=(dnsutils)
+# curl: the lab's e2e tests and the demo walk-through use it as a user would from a pod.
+have curl || need+=(curl)
 # etcd for the etcd datastore and its tests (tests start their own members on free ports).
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)

@@ -121,6 +121,7 @@ def test_chapter_manifests_end_to_end(kubectl: Kubectl, tmp_path: Path) -> None:
     applied = kubectl.out("apply", "-n", ns, "-f", str(EXAMPLES))
     assert sorted(applied.splitlines()) == [
         "deployment.apps/backend created",
+        "deployment.apps/web created",
         "service/backend-svc created",
         "service/db-headless created",
         "service/my-database created",
