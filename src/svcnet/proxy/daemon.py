@@ -13,19 +13,17 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from svcnet.client.filesource import FileSource, ObjectsFileError
 from svcnet.proxy.apply.iptables import IPTables, detect_backend
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
+from svcnet.proxy.daemonbase import DaemonBase
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.ipnet import IPV4, IPV6, family_of_text
 from svcnet.proxy.metrics import ProxyMetrics
@@ -34,8 +32,6 @@ from svcnet.proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("svcnet.proxy")
 
-# Upstream kube-proxy ignores objects that another proxy owns, and headless services.
-PROXY_LABEL_SELECTOR = "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless"
 CANARY_CHECK_MIN = 1.0
 
 
@@ -51,16 +47,6 @@ class DaemonOptions:
     metrics_bind_address: str = "127.0.0.1:10249"
     file_poll_interval: float = 1.0
     ipvs_scheduler: str = "rr"
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def _ignored(obj: dict) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return "service.kubernetes.io/service-proxy-name" in labels or "service.kubernetes.io/headless" in labels
 
 
 def local_addresses() -> list[str]:
@@ -83,7 +69,10 @@ def daemon_families(node: NodeConfig) -> list[str]:
     return [node.family]
 
 
-class ProxyDaemon:
+class ProxyDaemon(DaemonBase):
+    log = log
+    log_details = True
+
     def __init__(self, opts: DaemonOptions, ipt: IPTables | None = None,
                  conntrack: Conntrack | None = None, nft=None, ipvs=None) -> None:
         """ipt/nft/ipvs/conntrack: injected in tests (single family); by default the node's tools."""
@@ -172,58 +161,12 @@ class ProxyDaemon:
             if proxier.state.initialized:
                 runner.run()
 
-    def _on_service(self, obj: dict, deleted: bool = False) -> None:
-        for proxier in self.proxiers:
-            proxier.state.on_service(obj, deleted=deleted or _ignored(obj))
-        self.metrics.service_changes.inc()
-        self._changed()
+    def _states(self) -> list:
+        return [p.state for p in self.proxiers]
 
-    def _on_slice(self, obj: dict, deleted: bool = False) -> None:
-        for proxier in self.proxiers:
-            proxier.state.on_endpoint_slice(obj, deleted=deleted or _ignored(obj))
-        self.metrics.endpoint_changes.inc()
-        self._changed()
-
-    def _on_node(self, obj: dict, deleted: bool = False) -> None:
-        if (obj.get("metadata") or {}).get("name") != self.opts.node.node_name:
-            return
+    def _own_node(self, obj: dict, deleted: bool) -> None:
         meta = obj.get("metadata") or {}
         self.health.node_eligible = not deleted and not meta.get("deletionTimestamp")
-        for proxier in self.proxiers:
-            proxier.state.on_node(obj, deleted=deleted)
-        if any(p.state.has_changes for p in self.proxiers):
-            self._changed()
-
-    def _make_source(self):
-        if self.opts.files:
-            return FileSource(self.opts.files)
-        from svcnet.client.informer import InformerSource
-
-        src = InformerSource.from_kubeconfig(self.opts.kubeconfig)
-        src.watch("services", label_selector=PROXY_LABEL_SELECTOR)
-        src.watch("endpointslices", label_selector=PROXY_LABEL_SELECTOR)
-        src.watch("nodes", field_selector=f"metadata.name={self.opts.node.node_name}")
-        return src
-
-    # --- servers ---
-
-    async def _serve(self, app: web.Application, address: str) -> None:
-        host, port = split_host_port(address)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-        self._sites.append(runner)
-        log.info("serving %s on %s", ", ".join(sorted({r.resource.canonical for r in app.router.routes()})),
-                 address)
-
-    def _metrics_app(self) -> web.Application:
-        async def metrics(_req: web.Request) -> web.Response:
-            body = generate_latest(self.metrics.registry)
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        return app
 
     # --- loops ---
 
@@ -240,30 +183,6 @@ class ProxyDaemon:
                 proxier.force_full_sync()
                 runner.run()
 
-    async def _file_poll_loop(self) -> None:
-        def stamp() -> tuple:
-            out = []
-            for p in self.opts.files:
-                try:
-                    st = os.stat(p)
-                    out.append((st.st_mtime_ns, st.st_size))
-                except OSError:
-                    out.append(None)
-            return tuple(out)
-
-        last = stamp()
-        while True:
-            await asyncio.sleep(self.opts.file_poll_interval)
-            now = stamp()
-            if now == last:
-                continue
-            last = now
-            try:
-                added, updated, deleted = await self.source.reload()
-                log.info("objects files changed: %d added, %d updated, %d deleted", added, updated, deleted)
-            except ObjectsFileError as e:
-                log.error("not reloading objects: %s", e)
-
     def stop(self) -> None:
         self._stop.set()
 
@@ -278,20 +197,9 @@ class ProxyDaemon:
         await self._serve(self.health.app(), self.opts.healthz_bind_address)
         if self.opts.metrics_bind_address:
             await self._serve(self._metrics_app(), self.opts.metrics_bind_address)
-        self.source = self._make_source()
-        src = self.source
-        src.add_handler("services", on_add=self._on_service, on_update=lambda _o, n: self._on_service(n),
-                        on_delete=lambda o: self._on_service(o, deleted=True))
-        src.add_handler("endpointslices", on_add=self._on_slice, on_update=lambda _o, n: self._on_slice(n),
-                        on_delete=lambda o: self._on_slice(o, deleted=True))
-        src.add_handler("nodes", on_add=self._on_node, on_update=lambda _o, n: self._on_node(n),
-                        on_delete=lambda o: self._on_node(o, deleted=True))
-        try:
-            await src.start()
-        except ObjectsFileError as e:
-            log.error("%s", e)
+        if not await self._start_source():
             return 2
-        await src.wait_synced()
+        src = self.source
         for proxier, runner in zip(self.proxiers, self.runners, strict=True):
             proxier.state.services_synced = proxier.state.slices_synced = True
             runner.start()

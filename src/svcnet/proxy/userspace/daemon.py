@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 import signal
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from svcnet.client.filesource import FileSource, ObjectsFileError
 from svcnet.proxy.config import NodeConfig
-from svcnet.proxy.daemon import PROXY_LABEL_SELECTOR, split_host_port
+from svcnet.proxy.daemonbase import DaemonBase
 from svcnet.proxy.endpointslicecache import SERVICE_NAME_LABEL
 from svcnet.proxy.healthcheck import ProxierHealth
 from svcnet.proxy.metrics import ProxyMetrics
@@ -61,12 +58,9 @@ def raise_fd_limit(cap: int = 1 << 20) -> int:
     return soft
 
 
-def _ignored(obj: dict) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return "service.kubernetes.io/service-proxy-name" in labels or "service.kubernetes.io/headless" in labels
+class UserspaceDaemon(DaemonBase):
+    log = log
 
-
-class UserspaceDaemon:
     def __init__(self, opts: UserspaceDaemonOptions) -> None:
         self.opts = opts
         self.metrics = ProxyMetrics()
@@ -100,49 +94,8 @@ class UserspaceDaemon:
         if self.proxier.state.initialized:
             self.runner.run()
 
-    def _on_service(self, obj: dict, deleted: bool = False) -> None:
-        self.proxier.state.on_service(obj, deleted=deleted or _ignored(obj))
-        self.metrics.service_changes.inc()
-        self._changed()
-
-    def _on_slice(self, obj: dict, deleted: bool = False) -> None:
-        self.proxier.state.on_endpoint_slice(obj, deleted=deleted or _ignored(obj))
-        self.metrics.endpoint_changes.inc()
-        self._changed()
-
-    def _on_node(self, obj: dict, deleted: bool = False) -> None:
-        if (obj.get("metadata") or {}).get("name") != self.opts.node.node_name:
-            return
-        self.proxier.state.on_node(obj, deleted=deleted)
-        if self.proxier.state.has_changes:
-            self._changed()
-
-    def _make_source(self):
-        if self.opts.files:
-            return FileSource(self.opts.files)
-        from svcnet.client.informer import InformerSource
-
-        src = InformerSource.from_kubeconfig(self.opts.kubeconfig)
-        src.watch("services", label_selector=PROXY_LABEL_SELECTOR)
-        src.watch("endpointslices", label_selector=PROXY_LABEL_SELECTOR)
-        src.watch("nodes", field_selector=f"metadata.name={self.opts.node.node_name}")
-        return src
-
-    async def _serve(self, app: web.Application, address: str) -> None:
-        host, port = split_host_port(address)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-        self._sites.append(runner)
-
-    def _metrics_app(self) -> web.Application:
-        async def metrics(_req: web.Request) -> web.Response:
-            body = generate_latest(self.metrics.registry)
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        return app
+    def _states(self) -> list:
+        return [self.proxier.state]
 
     async def _housekeeping(self) -> None:
         while True:
@@ -153,29 +106,6 @@ class UserspaceDaemon:
         while True:
             await asyncio.sleep(self.opts.proxy.health_check_interval)
             await self.proxier.active_check()
-
-    async def _file_poll(self) -> None:
-        def stamp() -> tuple:
-            out = []
-            for p in self.opts.files:
-                try:
-                    st = os.stat(p)
-                    out.append((st.st_mtime_ns, st.st_size))
-                except OSError:
-                    out.append(None)
-            return tuple(out)
-
-        last = stamp()
-        while True:
-            await asyncio.sleep(self.opts.file_poll_interval)
-            now = stamp()
-            if now == last:
-                continue
-            last = now
-            try:
-                await self.source.reload()
-            except ObjectsFileError as e:
-                log.error("not reloading objects: %s", e)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -190,19 +120,9 @@ class UserspaceDaemon:
         except OSError as e:
             log.error("cannot serve health or metrics: %s", e)
             return 1
-        self.source = src = self._make_source()
-        src.add_handler("services", on_add=self._on_service, on_update=lambda _o, n: self._on_service(n),
-                        on_delete=lambda o: self._on_service(o, deleted=True))
-        src.add_handler("endpointslices", on_add=self._on_slice, on_update=lambda _o, n: self._on_slice(n),
-                        on_delete=lambda o: self._on_slice(o, deleted=True))
-        src.add_handler("nodes", on_add=self._on_node, on_update=lambda _o, n: self._on_node(n),
-                        on_delete=lambda o: self._on_node(o, deleted=True))
-        try:
-            await src.start()
-        except ObjectsFileError as e:
-            log.error("%s", e)
+        if not await self._start_source():
             return 2
-        await src.wait_synced()
+        src = self.source
         state = self.proxier.state
         state.services_synced = state.slices_synced = True
         self.runner.start()
@@ -211,7 +131,7 @@ class UserspaceDaemon:
         if self.opts.proxy.health_check_interval > 0:
             self._tasks.append(loop.create_task(self._active_checks()))
         if self.opts.files:
-            self._tasks.append(loop.create_task(self._file_poll()))
+            self._tasks.append(loop.create_task(self._file_poll_loop()))
         log.info("user-space proxy running (scheduler %s)", self.opts.proxy.scheduler)
         await self._stop.wait()
         log.info("stopping: closing listeners, removing REDIRECT rules")
