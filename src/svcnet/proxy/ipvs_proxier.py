@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import subprocess
 import time
-from collections.abc import Callable
 
 from svcnet.proxy import iptables as iptables_render
 from svcnet.proxy.apply.ipvs import DUMMY_DEVICE, IPVS_JUMPS, PROC_IP_VS
@@ -24,7 +23,7 @@ from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.ipvs import DEFAULT_SCHEDULER, IpvsState, IpvsSyncer, VsKey, parse_ipvsadm, render_state
 from svcnet.proxy.metrics import ProxyMetrics
-from svcnet.proxy.state import ProxyState
+from svcnet.proxy.proxierbase import ProxierBase
 
 log = logging.getLogger("svcnet.proxy.ipvs")
 
@@ -124,29 +123,17 @@ class IpvsKernel:
             self._must(["ipvsadm-restore"], "\n".join(lines) + "\n")
 
 
-class IpvsProxier:
+class IpvsProxier(ProxierBase):
     def __init__(self, node: NodeConfig, kernel: IpvsKernel, metrics: ProxyMetrics,
                  health: ProxierHealth, service_health: ServiceHealthServers | None = None,
                  conntrack: Conntrack | None = None,
                  sync_period: float = 30.0, scheduler: str = DEFAULT_SCHEDULER) -> None:
-        self.node = node
+        super().__init__(node, metrics, health, service_health, conntrack, sync_period)
         self.kernel = kernel
-        self.metrics = metrics
-        self.health = health
-        self.service_health = service_health
-        self.conntrack = conntrack
-        self.sync_period = sync_period
         self.scheduler = scheduler
-        self.state = ProxyState(node.family, node.node_name)
         self.servers = IpvsSyncer()
         self.started = False
         self.last_edits: list[str] = []
-        self.retry: Callable[[float], None] | None = None
-        self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
-        self._lock = asyncio.Lock()
-
-    def ensure_canary(self) -> None:
-        return None
 
     def canary_present(self) -> bool:
         return True  # every IPVS sync is full and periodic
@@ -159,10 +146,6 @@ class IpvsProxier:
         set_sysctls = getattr(self.kernel, "set_sysctls", None)
         if set_sysctls is not None:
             set_sysctls()
-
-    async def sync(self) -> None:
-        async with self._lock:
-            await self._sync()
 
     async def _sync(self) -> None:
         if not self.state.initialized:
@@ -184,19 +167,12 @@ class IpvsProxier:
                 self.retry(self.sync_period)
             return
         elapsed = time.monotonic() - start
-        self.metrics.sync_duration.labels(self.family_label).observe(elapsed)
-        self.metrics.sync_full_duration.labels(self.family_label).observe(elapsed)
-        self.metrics.last_timestamp.labels(self.family_label).set(time.time())
-        self.health.updated()
+        self._record_sync(elapsed, full=True)
         log.info("synced ipvs: %d virtual servers, %d edits, %.3fs", len(st.virtual_servers),
                  len(self.last_edits), elapsed)
         if self.servers.terminating and self.retry is not None:
             self.retry(min(self.sync_period, 60.0))  # upstream re-checks every minute
-        if self.service_health is not None:
-            await self.service_health.sync_services(self.state.health_check_node_ports())
-            self.service_health.sync_endpoints(self.state.local_ready_endpoints())
-        if self.conntrack is not None:
-            await asyncio.to_thread(self.conntrack.clean_stale_entries, changes)
+        await self._after_sync(changes)
 
     def _apply(self, st: IpvsState) -> None:
         k = self.kernel

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from svcnet.proxy.apply.nft import Nft, NftError
 from svcnet.proxy.config import NodeConfig
@@ -20,49 +19,27 @@ from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.metrics import ProxyMetrics
 from svcnet.proxy.nftables import STALE_CHAIN_DELAY, NftablesSyncer, SyncPlan
-from svcnet.proxy.state import ProxyState
+from svcnet.proxy.proxierbase import ProxierBase
 
 log = logging.getLogger("svcnet.proxy")
 
 
-class NftablesProxier:
+class NftablesProxier(ProxierBase):
     def __init__(self, node: NodeConfig, nft: Nft, metrics: ProxyMetrics, health: ProxierHealth,
                  service_health: ServiceHealthServers | None = None, conntrack: Conntrack | None = None,
                  sync_period: float = 30.0) -> None:
-        self.node = node
+        super().__init__(node, metrics, health, service_health, conntrack, sync_period)
         self.nft = nft
-        self.metrics = metrics
-        self.health = health
-        self.service_health = service_health
-        self.conntrack = conntrack
-        self.sync_period = sync_period
-        self.state = ProxyState(node.family, node.node_name)
         self.syncer = NftablesSyncer(node)
-        self.need_full_sync = True
         self.last_transaction = ""
         self.last_sync_full = False
         self.last_plan: SyncPlan | None = None
-        self.retry: Callable[[float], None] | None = None
-        self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
-        self._lock = asyncio.Lock()
 
-    # The daemon's canary hooks: nftables mode keeps no canary chain; a vanished table is
-    # noticed by canary_present() and answered with a full sync.
-    def ensure_canary(self) -> None:
-        return None
-
+    # The daemon's canary hooks: nftables mode keeps no canary chain (ensure_canary does
+    # nothing); a vanished table is noticed by canary_present() and answered with a full sync.
+    # No localhost NodePorts in nftables mode: set_route_localnet does nothing.
     def canary_present(self) -> bool:
         return not self.syncer.synced or self.nft.table_exists()
-
-    def force_full_sync(self) -> None:
-        self.need_full_sync = True
-
-    def set_route_localnet(self) -> None:
-        return None  # no localhost NodePorts in nftables mode
-
-    async def sync(self) -> None:
-        async with self._lock:
-            await self._sync()
 
     async def _sync(self) -> None:
         if not self.state.initialized:
@@ -100,36 +77,14 @@ class NftablesProxier:
         self.syncer.commit(plan)
         self.need_full_sync = False
         elapsed = time.monotonic() - start
-        fam = self.family_label
-        self.metrics.sync_duration.labels(fam).observe(elapsed)
-        kind = self.metrics.sync_full_duration if full else self.metrics.sync_partial_duration
-        kind.labels(fam).observe(elapsed)
-        self.metrics.no_local_endpoints.labels("internal", fam).set(plan.no_local_internal)
-        self.metrics.no_local_endpoints.labels("external", fam).set(plan.no_local_external)
-        now = time.time()
-        for trigger in changes.trigger_times:
-            self.metrics.network_programming.labels(fam).observe(max(now - trigger, 0))
-        self.metrics.last_timestamp.labels(fam).set(now)
-        self.health.updated()
+        self._record_sync(elapsed, full, changes.trigger_times,
+                          (plan.no_local_internal, plan.no_local_external))
         log.info("synced nftables (%s): %d service ports, %d statements, %.3fs",
                  "full" if full else "partial", len(self.state.svc_port_map), plan.lines, elapsed)
         if plan.stale_chains and self.retry is not None:
             # come back to delete the chains that were just flushed
             self.retry(STALE_CHAIN_DELAY + 0.1)
-        if self.service_health is not None:
-            await self.service_health.sync_services(self.state.health_check_node_ports())
-            self.service_health.sync_endpoints(self.state.local_ready_endpoints())
-        if self.conntrack is not None:
-            await asyncio.to_thread(self.conntrack.clean_stale_entries, changes)
-
-    def _failed(self, full: bool) -> None:
-        # The change sets are consumed and the mirror may not match: only a full sync repairs it.
-        self.need_full_sync = True
-        self.metrics.restore_failures.labels(self.family_label).inc()
-        if not full:
-            self.metrics.partial_restore_failures.labels(self.family_label).inc()
-        if self.retry is not None:
-            self.retry(self.sync_period)
+        await self._after_sync(changes)
 
 
 def cleanup_nftables() -> bool:

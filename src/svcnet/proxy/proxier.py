@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 from svcnet.proxy import iptables as render_mod
 from svcnet.proxy.apply.iptables import IPTables, RestoreError
@@ -20,32 +19,22 @@ from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.metrics import ProxyMetrics
-from svcnet.proxy.state import ProxyState
+from svcnet.proxy.proxierbase import ProxierBase
 
 log = logging.getLogger("svcnet.proxy")
 
 CANARY_TABLES = ("mangle", "nat", "filter")
 
 
-class IptablesProxier:
+class IptablesProxier(ProxierBase):
     def __init__(self, node: NodeConfig, ipt: IPTables, metrics: ProxyMetrics, health: ProxierHealth,
                  service_health: ServiceHealthServers | None = None, conntrack: Conntrack | None = None,
                  sync_period: float = 30.0) -> None:
-        self.node = node
+        super().__init__(node, metrics, health, service_health, conntrack, sync_period)
         self.ipt = ipt
-        self.metrics = metrics
-        self.health = health
-        self.service_health = service_health
-        self.conntrack = conntrack
-        self.sync_period = sync_period
-        self.state = ProxyState(node.family, node.node_name)
-        self.need_full_sync = True
         self.last_cleanup = 0.0
         self.last_restore_text = ""
         self.last_sync_full = False
-        self.retry: Callable[[float], None] | None = None  # set by the daemon: schedule a retry
-        self.family_label = "IPv6" if node.is_ipv6 else "IPv4"
-        self._lock = asyncio.Lock()
 
     # --- jump rules, canary ---
 
@@ -61,9 +50,6 @@ class IptablesProxier:
     def canary_present(self) -> bool:
         return all(self.ipt.chain_exists(t, render_mod.KUBE_PROXY_CANARY) for t in CANARY_TABLES)
 
-    def force_full_sync(self) -> None:
-        self.need_full_sync = True
-
     def set_route_localnet(self) -> None:
         if self.node.is_ipv6 or not self.node.effective_localhost_nodeports():
             return
@@ -75,10 +61,6 @@ class IptablesProxier:
             log.error("cannot set route_localnet: %s", e)
 
     # --- sync ---
-
-    async def sync(self) -> None:
-        async with self._lock:
-            await self._sync()
 
     async def _sync(self) -> None:
         if not self.state.initialized:
@@ -119,36 +101,15 @@ class IptablesProxier:
         self.need_full_sync = False
         elapsed = time.monotonic() - start
         fam = self.family_label
-        self.metrics.sync_duration.labels(fam).observe(elapsed)
-        kind = self.metrics.sync_full_duration if full else self.metrics.sync_partial_duration
-        kind.labels(fam).observe(elapsed)
         self.metrics.iptables_total.labels("filter", fam).set(result.filter_rules)
         self.metrics.iptables_last.labels("filter", fam).set(result.filter_rules)
         self.metrics.iptables_total.labels("nat", fam).set(result.nat_rules_total)
         self.metrics.iptables_last.labels("nat", fam).set(result.nat_rules)
-        self.metrics.no_local_endpoints.labels("internal", fam).set(result.no_local_endpoints_internal)
-        self.metrics.no_local_endpoints.labels("external", fam).set(result.no_local_endpoints_external)
-        now = time.time()
-        for trigger in changes.trigger_times:
-            self.metrics.network_programming.labels(fam).observe(max(now - trigger, 0))
-        self.metrics.last_timestamp.labels(fam).set(now)
-        self.health.updated()
+        self._record_sync(elapsed, full, changes.trigger_times,
+                          (result.no_local_endpoints_internal, result.no_local_endpoints_external))
         log.info("synced iptables (%s): %d services, %d bytes, %.3fs", "full" if full else "partial",
                  len(self.state.svc_port_map), len(result.text), elapsed)
-        if self.service_health is not None:
-            await self.service_health.sync_services(self.state.health_check_node_ports())
-            self.service_health.sync_endpoints(self.state.local_ready_endpoints())
-        if self.conntrack is not None:
-            await asyncio.to_thread(self.conntrack.clean_stale_entries, changes)
-
-    def _failed(self, full: bool) -> None:
-        # The change sets are consumed, so only a full sync can restore a consistent state.
-        self.need_full_sync = True
-        self.metrics.restore_failures.labels(self.family_label).inc()
-        if not full:
-            self.metrics.partial_restore_failures.labels(self.family_label).inc()
-        if self.retry is not None:
-            self.retry(self.sync_period)
+        await self._after_sync(changes)
 
 
 def cleanup_iptables(ipt: IPTables) -> bool:
