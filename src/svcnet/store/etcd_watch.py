@@ -26,7 +26,14 @@ import aiohttp
 import orjson
 
 from svcnet.store.etcd_client import b64
-from svcnet.store.interface import CompactedError, Event, KeyValue, StoreError, UnavailableError
+from svcnet.store.interface import (
+    CompactedError,
+    Event,
+    KeyValue,
+    StoreError,
+    UnavailableError,
+    WatchIterator,
+)
 
 if TYPE_CHECKING:
     from svcnet.store.etcd import EtcdStore
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
 _MAX_RECONNECTS = 20  # consecutive failed reopenings before the watch gives up
 
 
-class EtcdWatch:
+class EtcdWatch(WatchIterator):
     def __init__(self, store: EtcdStore, key: str, range_end: str, start_revision: int) -> None:
         self._store = store
         self._key = key
@@ -52,24 +59,8 @@ class EtcdWatch:
         self._failures = 0
         self.progress_revision = start_revision - 1
 
-    def __aiter__(self) -> EtcdWatch:
-        return self
-
-    async def __aenter__(self) -> EtcdWatch:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def __anext__(self) -> Event:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            return await self._next()
-        except Exception:
-            # Cancellation (a BaseException) leaves the watch usable; errors end it.
-            self._end()
-            raise
+    def _end_on_error(self) -> None:
+        self._end()
 
     async def _next(self) -> Event:
         if not self._checked:

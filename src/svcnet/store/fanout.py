@@ -16,7 +16,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from svcnet.store.interface import Event, StoreError, UnavailableError, WatchOverflowError
+from svcnet.store.interface import Event, StoreError, UnavailableError, WatchIterator, WatchOverflowError
 
 # Where a replay has got to: (revision, key) of the last stored event already read.
 ReplayPosition = tuple[int, str]
@@ -100,7 +100,7 @@ class WatchHub:
         self._by_prefix.clear()
 
 
-class WatchStream:
+class WatchStream(WatchIterator):
     """The async iterator a ``Store.watch`` call returns. Breaking out of ``async for``,
     ``aclose()`` or dropping the last reference ends the subscription."""
 
@@ -125,25 +125,8 @@ class WatchStream:
         self._last_revision = 0
         self._finished = False
 
-    def __aiter__(self) -> WatchStream:
-        return self
-
-    async def __aenter__(self) -> WatchStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def __anext__(self) -> Event:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            return await self._next()
-        except Exception:
-            # Cancellation (a BaseException) leaves the stream usable: callers may wait for the
-            # next event with a timeout. Errors end it.
-            self._unsubscribe()
-            raise
+    def _end_on_error(self) -> None:
+        self._unsubscribe()
 
     async def _next(self) -> Event:
         if self._sub is None:

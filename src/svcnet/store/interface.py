@@ -18,7 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Self
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,41 @@ class WatchOverflowError(StoreError):
     def __init__(self, last_revision: int) -> None:
         super().__init__(f"watch fell behind after revision {last_revision} and was closed")
         self.last_revision = last_revision
+
+
+class WatchIterator:
+    """What a watch stream does as an async iterator and context manager: ``_next()`` gives the
+    next event; an error ends the stream through ``_end_on_error()``, a cancellation (a
+    BaseException) leaves it usable, so callers may wait for the next event with a timeout."""
+
+    _finished: bool
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            return await self._next()
+        except Exception:
+            self._end_on_error()
+            raise
+
+    async def _next(self) -> Event:
+        raise NotImplementedError
+
+    def _end_on_error(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
 
 
 class Store(ABC):
