@@ -281,6 +281,24 @@ class EtcdStore(Store):
             found.append(self._kv(kvs[0]) if kvs else None)
         return found
 
+    async def _txn_existing(self, key: str, expected_mod_revision: int | None,
+                            success: dict[str, Any]) -> dict[str, Any]:
+        """One transaction: ``success`` when the key exists (with mod_revision
+        ``expected_mod_revision`` when given), else KeyNotFoundError or CompareFailedError."""
+        ok, reply = await self._txn(
+            {
+                "compare": self._must_exist(key, expected_mod_revision),
+                "success": [success],
+                "failure": [self._range_op(key)],
+            }
+        )
+        if not ok:
+            current = self._failure_kvs(reply)[0]
+            if current is None:
+                raise KeyNotFoundError(key)
+            raise CompareFailedError(key, current)
+        return reply
+
     async def create(self, key: str, value: bytes) -> KeyValue:
         check_key(key)
         check_value(value)
@@ -300,36 +318,16 @@ class EtcdStore(Store):
         check_key(key)
         check_value(value)
         full = b64(self._full(key))
-        ok, reply = await self._txn(
-            {
-                "compare": self._must_exist(key, expected_mod_revision),
-                "success": [{"request_put": {"key": full, "value": b64_bytes(value), "prev_kv": True}}],
-                "failure": [self._range_op(key)],
-            }
-        )
-        if not ok:
-            current = self._failure_kvs(reply)[0]
-            if current is None:
-                raise KeyNotFoundError(key)
-            raise CompareFailedError(key, current)
+        put = {"request_put": {"key": full, "value": b64_bytes(value), "prev_kv": True}}
+        reply = await self._txn_existing(key, expected_mod_revision, put)
         revision = header_revision(reply)
         prev = (reply.get("responses") or [{}])[0].get("response_put", {}).get("prev_kv") or {}
         return KeyValue(key, value, int(prev.get("create_revision") or revision), revision)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
         check_key(key)
-        ok, reply = await self._txn(
-            {
-                "compare": self._must_exist(key, expected_mod_revision),
-                "success": [{"request_delete_range": {"key": b64(self._full(key)), "prev_kv": True}}],
-                "failure": [self._range_op(key)],
-            }
-        )
-        if not ok:
-            current = self._failure_kvs(reply)[0]
-            if current is None:
-                raise KeyNotFoundError(key)
-            raise CompareFailedError(key, current)
+        delete = {"request_delete_range": {"key": b64(self._full(key)), "prev_kv": True}}
+        reply = await self._txn_existing(key, expected_mod_revision, delete)
         revision = header_revision(reply)
         deleted = (reply.get("responses") or [{}])[0].get("response_delete_range", {})
         prevs = deleted.get("prev_kvs") or []
