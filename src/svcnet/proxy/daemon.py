@@ -94,7 +94,7 @@ class ProxyDaemon(DaemonBase):
         if backend:
             log.info("using %s (the iptables backend this node already uses)", backend)
         for i, family in enumerate([] if not_iptables else daemon_families(opts.node)):
-            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            node = self._family_node(family)
             fam_ipt = ipt if ipt is not None else IPTables(ipv6=node.is_ipv6, binary=backend)
             if ipt is None:
                 node.random_fully = fam_ipt.has_random_fully()
@@ -104,11 +104,7 @@ class ProxyDaemon(DaemonBase):
                                       conntrack or Conntrack(ipv6=node.is_ipv6), sync_period=opts.sync_period)
             # iptables mode: event-driven syncs; the canary monitor (every sync period) catches
             # flushes. maxInterval is upstream's arbitrary hour.
-            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
-                                            3600.0)
-            proxier.retry = runner.retry_after
-            self.proxiers.append(proxier)
-            self.runners.append(runner)
+            self._add_proxier(proxier, family, 3600.0)
         self.proxier = self.proxiers[0]
         self.ipt = getattr(self.proxier, "ipt", None)
         self.source = None
@@ -122,32 +118,37 @@ class ProxyDaemon(DaemonBase):
         from svcnet.proxy.nftables_proxier import NftablesProxier
 
         for i, family in enumerate(daemon_families(opts.node)):
-            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            node = self._family_node(family)
             fam_nft = nft if nft is not None else Nft("ip6" if node.is_ipv6 else "ip")
             proxier = NftablesProxier(node, fam_nft, self.metrics, self.health,
                                       self.service_health if i == 0 else None,
                                       self.conntrack_for(node), sync_period=opts.sync_period)
             # nftables mode: event-driven syncs plus one every sync period (upstream's runner)
-            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
-                                            opts.sync_period)
-            proxier.retry = runner.retry_after
-            self.proxiers.append(proxier)
-            self.runners.append(runner)
+            self._add_proxier(proxier, family, opts.sync_period)
 
     def _init_ipvs(self, opts: DaemonOptions, kernel) -> None:
         """--mode ipvs: one IpvsProxier per family; full syncs, at least every sync period."""
         from svcnet.proxy.ipvs_proxier import IpvsKernel, IpvsProxier
 
         for i, family in enumerate(daemon_families(opts.node)):
-            node = dataclasses.replace(opts.node, family=family, node_labels=dict(opts.node.node_labels))
+            node = self._family_node(family)
             proxier = IpvsProxier(node, kernel or IpvsKernel(ipv6=node.is_ipv6), self.metrics, self.health,
                                   self.service_health if i == 0 else None, self.conntrack_for(node),
                                   sync_period=opts.sync_period, scheduler=opts.ipvs_scheduler)
-            runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, opts.min_sync_period,
-                                            opts.sync_period)
-            proxier.retry = runner.retry_after
-            self.proxiers.append(proxier)
-            self.runners.append(runner)
+            self._add_proxier(proxier, family, opts.sync_period)
+
+    def _family_node(self, family: str) -> NodeConfig:
+        """This node's config for one IP family (its own copy of the labels)."""
+        node = self.opts.node
+        return dataclasses.replace(node, family=family, node_labels=dict(node.node_labels))
+
+    def _add_proxier(self, proxier, family: str, max_interval: float) -> None:
+        """Run `proxier` through its own bounded-frequency runner; the runner also retries it."""
+        runner = BoundedFrequencyRunner(f"sync-runner-{family}", proxier.sync, self.opts.min_sync_period,
+                                        max_interval)
+        proxier.retry = runner.retry_after
+        self.proxiers.append(proxier)
+        self.runners.append(runner)
 
     def conntrack_for(self, node: NodeConfig) -> Conntrack:
         return self._conntrack or Conntrack(ipv6=node.is_ipv6)
