@@ -13,6 +13,7 @@ from aiohttp import web
 
 from svcnet.api import errors
 from svcnet.api.errors import StatusError
+from svcnet.apiserver.objectmeta import json_kind
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -202,23 +203,11 @@ def decode_object(body: bytes, content_type: str, kind: str) -> tuple[dict[str, 
     if not isinstance(value, dict):
         raise errors.bad_request(
             f"the object provided is unrecognized (must be of type {kind}): couldn't get "
-            f"version/kind; json parse error: json: cannot unmarshal {_go_type(value)} into Go "
+            f"version/kind; json parse error: json: cannot unmarshal {json_kind(value)} into Go "
             f'value of type struct {{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
             f'Kind string "json:\\"kind,omitempty\\"" }} ({_summary(body)})'
         )
     return value, dups
-
-
-def _go_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return "null"
 
 
 # ---- query parameters, parsed as Go's strconv parses them ------------------------------

@@ -46,7 +46,7 @@ def metadata_of(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
         raise cannot_handle(
             resource,
             obj,
-            f"json: cannot unmarshal {_go_kind(metadata)} into Go struct "
+            f"json: cannot unmarshal {json_kind(metadata)} into Go struct "
             f"field {resource.kind}.metadata of type v1.ObjectMeta",
         )
     for name in ("name", "generateName", "namespace", "resourceVersion", "uid"):
@@ -55,7 +55,7 @@ def metadata_of(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
             raise cannot_handle(
                 resource,
                 obj,
-                f"json: cannot unmarshal {_go_kind(value)} into Go struct "
+                f"json: cannot unmarshal {json_kind(value)} into Go struct "
                 f"field ObjectMeta.metadata.{name} of type string",
             )
     for name in ("labels", "annotations"):
@@ -66,7 +66,7 @@ def metadata_of(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
             raise cannot_handle(
                 resource,
                 obj,
-                f"json: cannot unmarshal {_go_kind(value)} into Go struct "
+                f"json: cannot unmarshal {json_kind(value)} into Go struct "
                 f"field ObjectMeta.metadata.{name} of type map[string]string",
             )
     finalizers = metadata.get("finalizers")
@@ -81,7 +81,8 @@ def metadata_of(obj: dict[str, Any], resource: Resource) -> dict[str, Any]:
     return metadata
 
 
-def _go_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """encoding/json's word for a decoded value in "json: cannot unmarshal X into ..." errors."""
     if isinstance(value, dict):
         return "object"
     if isinstance(value, list):
