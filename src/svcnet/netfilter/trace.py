@@ -8,8 +8,9 @@ the kernel's order for every branch and folds the branches into one answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from svcnet.netfilter.addr import Addr, LocalAddresses, format_addr, format_endpoint, parse_addr
 
@@ -154,6 +155,43 @@ class TraceResult:
             "masquerade": self.masquerade,
             "path": [s.to_json() for s in self.path],
         }
+
+
+Branch = tuple[Flow, str | None]  # a flow and its verdict (None: fell off the chain or returned)
+
+
+def run_rules(
+    rules: Sequence[Any],
+    flow: Flow,
+    step: Callable[[int, Flow, list[tuple[int, Flow]]], tuple[list[Branch], list[Flow]] | None],
+) -> list[Branch]:
+    """Run a chain's rules over a flow and every branch it forks into. ``step(index, f, pending)``
+    evaluates rule ``index`` for ``f``: None when the rule does not apply (go on with the next),
+    else (finished branches, branches that continue after the rule); it may push forks that
+    start at a later rule onto ``pending``. Returns (flow, None) for each branch that falls off
+    the end of the chain, with the finished ones."""
+    results: list[Branch] = []
+    pending: list[tuple[int, Flow]] = [(0, flow)]
+    while pending:
+        index, f = pending.pop()
+        while True:
+            if index >= len(rules):
+                results.append((f, None))
+                break
+            outcome = step(index, f, pending)
+            if outcome is None:
+                index += 1
+                continue
+            done, conts = outcome
+            results.extend(done)
+            if not conts:
+                break
+            # Branches coming back from a sub-chain continue after this rule, in order.
+            for g in reversed(conts[1:]):
+                pending.append((index + 1, g))
+            f = conts[0]
+            index += 1
+    return results
 
 
 def trace_packet(engine: Engine, packet: Packet, local: LocalAddresses) -> TraceResult:

@@ -12,7 +12,7 @@ from svcnet.netfilter.addr import LocalAddresses, format_addr, format_net, net_c
 from svcnet.netfilter.errors import RuleParseError, TraceError
 from svcnet.netfilter.iptables import EXTENSION_TARGETS, IptablesRuleset, Match, Rule
 from svcnet.netfilter.iptables_lazy import LazyRule
-from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type
+from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type, run_rules
 
 # Tables registered on each hook, in priority order (raw -300, mangle -150, nat -100 / 100,
 # filter 0, security 50; nat INPUT/POSTROUTING run after filter/mangle).
@@ -86,44 +86,27 @@ class IptablesEngine:
             raise TraceError(f"jump depth limit ({MAX_JUMP_DEPTH}) exceeded at {table} {chain_name}")
         stack = (*stack, chain_name)
         rules = chain.rules
-        results: list[tuple[Flow, str | None]] = []
-        pending: list[tuple[int, Flow]] = [(0, flow)]
-        while pending:
-            index, f = pending.pop()
-            while True:
-                if index >= len(rules):
-                    results.append((f, None))
-                    break
-                rule = rules[index]
-                if rule.__class__ is LazyRule:  # read from a large dump: parse only if it can match
-                    if rule.dst_hint is not None and rule.dst_hint != f.dst_text:
-                        index += 1
-                        continue
-                    rule = rules[index] = rule.parse()
-                outcome = self._match(rule, f)
-                if outcome is False:
-                    index += 1
-                    continue
-                probability, notes = outcome
-                if probability < 1.0:
-                    # Later rules see the connections this rule did not take.
-                    if probability > 0.0:
-                        self._count_branch()
-                        pending.append((index + 1, f.fork(1.0 - probability)))
-                        f = f.fork(probability)
-                    else:
-                        index += 1
-                        continue
-                done, conts = self._apply(rule, f, notes, depth, stack)
-                results.extend(done)
-                if not conts:
-                    break
-                # Branches coming back from a sub-chain continue after this rule, in order.
-                for g in reversed(conts[1:]):
-                    pending.append((index + 1, g))
-                f = conts[0]
-                index += 1
-        return results
+
+        def step(index: int, f: Flow, pending: list[tuple[int, Flow]]):
+            rule = rules[index]
+            if rule.__class__ is LazyRule:  # read from a large dump: parse only if it can match
+                if rule.dst_hint is not None and rule.dst_hint != f.dst_text:
+                    return None
+                rule = rules[index] = rule.parse()
+            outcome = self._match(rule, f)
+            if outcome is False:
+                return None
+            probability, notes = outcome
+            if probability < 1.0:
+                # Later rules see the connections this rule did not take.
+                if probability <= 0.0:
+                    return None
+                self._count_branch()
+                pending.append((index + 1, f.fork(1.0 - probability)))
+                f = f.fork(probability)
+            return self._apply(rule, f, notes, depth, stack)
+
+        return run_rules(rules, flow, step)
 
     def _apply(
         self, rule: Rule, f: Flow, notes: list[str], depth: int, stack: tuple[str, ...]

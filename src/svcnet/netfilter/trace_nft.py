@@ -11,7 +11,7 @@ from __future__ import annotations
 from svcnet.netfilter.addr import LocalAddresses, format_addr, format_endpoint, parse_addr
 from svcnet.netfilter.errors import TraceError
 from svcnet.netfilter.nft import Expr, LazyNftRule, NftChain, NftRule, NftRuleset, NftSet, NftTable, Verdict
-from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type
+from svcnet.netfilter.trace import MAX_BRANCHES, MAX_JUMP_DEPTH, Flow, addr_type, run_rules
 
 Outcome = tuple[Flow, str | None]
 
@@ -56,27 +56,15 @@ class NftEngine:
         if depth > MAX_JUMP_DEPTH:
             raise TraceError(f"jump depth limit ({MAX_JUMP_DEPTH}) exceeded at {table.key} {chain.name}")
         stack = (*g_stack, chain.name)
-        results: list[Outcome] = []
-        pending: list[tuple[int, Flow]] = [(0, flow)]
         rules = self.ruleset.rules_of(table, chain)
-        while pending:
-            index, f = pending.pop()
-            while True:
-                if index >= len(rules):
-                    results.append((f, None))
-                    break
-                rule = rules[index]
-                if rule.__class__ is LazyNftRule:  # read as text; parsed when first reached
-                    rule = rules[index] = rule.parse()
-                done, conts = self._rule(table, rule, f, depth, stack)
-                results.extend(done)
-                if not conts:
-                    break
-                for g in reversed(conts[1:]):
-                    pending.append((index + 1, g))
-                f = conts[0]
-                index += 1
-        return results
+
+        def step(index: int, f: Flow, _pending: list[tuple[int, Flow]]):
+            rule = rules[index]
+            if rule.__class__ is LazyNftRule:  # read as text; parsed when first reached
+                rule = rules[index] = rule.parse()
+            return self._rule(table, rule, f, depth, stack)
+
+        return run_rules(rules, flow, step)
 
     def _rule(
         self, table: NftTable, rule: NftRule, f: Flow, depth: int, stack: tuple[str, ...]
