@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from svcnet.api.errors import FieldError, duplicate, forbidden, invalid_value, not_supported, required
+from svcnet.api.errors import FieldError, duplicate, forbidden, invalid_value, required
 from svcnet.api.validation.common import (
     GoValue,
     as_dict,
@@ -22,6 +22,7 @@ from svcnet.api.validation.common import (
     name_is_dns_subdomain,
     validate_label_name,
     validate_qualified_name,
+    validate_required_enum,
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 
@@ -91,10 +92,7 @@ def _validate_taints(taints: list[Any], path: str) -> list[FieldError]:
         if messages:
             errs.append(invalid_value(f"{tpath}.value", value, ";".join(messages)))
         effect = as_str(taint.get("effect"))
-        if not effect:
-            errs.append(required(f"{tpath}.effect"))
-        elif effect not in TAINT_EFFECTS:
-            errs.append(not_supported(f"{tpath}.effect", effect, TAINT_EFFECTS))
+        errs.extend(validate_required_enum(effect, f"{tpath}.effect", TAINT_EFFECTS))
         if key in unique.get(effect, set()):
             error = duplicate(tpath, f"{key}={value}:{effect}")
             error.detail = "taints must be unique by key and effect pair"

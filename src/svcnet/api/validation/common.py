@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from svcnet.api.errors import FieldError, forbidden, invalid_value, required
+from svcnet.api.errors import FieldError, forbidden, invalid_value, not_supported, required
 
 FIELD_IMMUTABLE = "field is immutable"
 IS_NEGATIVE = "must be greater than or equal to 0"
@@ -334,6 +334,15 @@ def validate_dns1123_subdomain(value: str, path: str) -> list[FieldError]:
 
 def validate_qualified_name(value: str, path: str) -> list[FieldError]:
     return [invalid_value(path, value, m) for m in is_qualified_name(value)]
+
+
+def validate_required_enum(value: str, path: str, allowed: tuple[str, ...]) -> list[FieldError]:
+    """Required, and one of ``allowed`` (upstream's Required, then NotSupported)."""
+    if not value:
+        return [required(path)]
+    if value not in allowed:
+        return [not_supported(path, value, allowed)]
+    return []
 
 
 def validate_port_num_or_name(value: Any, path: str) -> list[FieldError]:

@@ -31,6 +31,7 @@ from svcnet.api.validation.common import (
     validate_labels,
     validate_non_special_ip,
     validate_qualified_name,
+    validate_required_enum,
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 
@@ -71,10 +72,7 @@ def _validate_endpoint_port(port: dict[str, Any], require_name: bool, path: str)
     number = as_int(port.get("port"))
     errs.extend(invalid_value(f"{path}.port", number, m) for m in is_valid_port_num(number))
     protocol = as_str(port.get("protocol"))
-    if not protocol:
-        errs.append(required(f"{path}.protocol"))
-    elif protocol not in PORT_PROTOCOLS:
-        errs.append(not_supported(f"{path}.protocol", protocol, PORT_PROTOCOLS))
+    errs.extend(validate_required_enum(protocol, f"{path}.protocol", PORT_PROTOCOLS))
     if port.get("appProtocol") is not None:
         errs.extend(validate_qualified_name(as_str(port.get("appProtocol")), f"{path}.appProtocol"))
     return errs
@@ -218,10 +216,7 @@ def validate_endpoint_slice(slice_: Any) -> list[FieldError]:
     slice_ = as_dict(slice_)
     errs = validate_object_meta(slice_.get("metadata"), True, name_is_dns_subdomain)
     address_type = as_str(slice_.get("addressType"))
-    if not address_type:
-        errs.append(required("addressType"))
-    elif address_type not in ADDRESS_TYPES:
-        errs.append(not_supported("addressType", address_type, ADDRESS_TYPES))
+    errs.extend(validate_required_enum(address_type, "addressType", ADDRESS_TYPES))
     errs.extend(_validate_slice_endpoints(as_list(slice_.get("endpoints")), address_type))
     errs.extend(_validate_slice_ports(as_list(slice_.get("ports"))))
     return errs

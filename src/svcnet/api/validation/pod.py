@@ -40,6 +40,7 @@ from svcnet.api.validation.common import (
     validate_nonnegative,
     validate_port_num_or_name,
     validate_qualified_name,
+    validate_required_enum,
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 from svcnet.api.validation.quantity import QUANTITY_FORMAT_ERROR, Quantity, parse_quantity
@@ -126,10 +127,7 @@ def _validate_container_ports(ports: list[Any], path: str) -> list[FieldError]:
                 invalid_value(f"{ppath}.hostPort", host_port, m) for m in is_valid_port_num(host_port)
             )
         protocol = as_str(port.get("protocol"))
-        if not protocol:
-            errs.append(required(f"{ppath}.protocol"))
-        elif protocol not in PORT_PROTOCOLS:
-            errs.append(not_supported(f"{ppath}.protocol", protocol, PORT_PROTOCOLS))
+        errs.extend(validate_required_enum(protocol, f"{ppath}.protocol", PORT_PROTOCOLS))
     return errs
 
 
@@ -311,19 +309,15 @@ def _validate_container_common(ctr: dict[str, Any], volumes: set[str], path: str
     if not as_str(ctr.get("image")):
         errs.append(required(f"{path}.image"))
     policy = as_str(ctr.get("terminationMessagePolicy"))
-    if not policy:
-        errs.append(required(f"{path}.terminationMessagePolicy"))
-    elif policy not in TERMINATION_MESSAGE_POLICIES:
-        errs.append(not_supported(f"{path}.terminationMessagePolicy", policy, TERMINATION_MESSAGE_POLICIES))
+    errs.extend(
+        validate_required_enum(policy, f"{path}.terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES)
+    )
     errs.extend(_validate_container_ports(as_list(ctr.get("ports")), f"{path}.ports"))
     errs.extend(_validate_env(as_list(ctr.get("env")), f"{path}.env"))
     errs.extend(_validate_volume_mounts(as_list(ctr.get("volumeMounts")), volumes, f"{path}.volumeMounts"))
     errs.extend(_validate_resources(ctr.get("resources"), f"{path}.resources"))
     pull = as_str(ctr.get("imagePullPolicy"))
-    if not pull:
-        errs.append(required(f"{path}.imagePullPolicy"))
-    elif pull not in PULL_POLICIES:
-        errs.append(not_supported(f"{path}.imagePullPolicy", pull, PULL_POLICIES))
+    errs.extend(validate_required_enum(pull, f"{path}.imagePullPolicy", PULL_POLICIES))
     return errs
 
 
@@ -528,15 +522,9 @@ def validate_pod_spec(spec: Any, path: str, is_pod: bool) -> list[FieldError]:
                         )
                     )
     restart = as_str(spec.get("restartPolicy"))
-    if not restart:
-        errs.append(required(f"{path}.restartPolicy"))
-    elif restart not in RESTART_POLICIES:
-        errs.append(not_supported(f"{path}.restartPolicy", restart, RESTART_POLICIES))
+    errs.extend(validate_required_enum(restart, f"{path}.restartPolicy", RESTART_POLICIES))
     dns_policy = as_str(spec.get("dnsPolicy"))
-    if not dns_policy:
-        errs.append(required(f"{path}.dnsPolicy"))
-    elif dns_policy not in DNS_POLICIES:
-        errs.append(not_supported(f"{path}.dnsPolicy", dns_policy, DNS_POLICIES))
+    errs.extend(validate_required_enum(dns_policy, f"{path}.dnsPolicy", DNS_POLICIES))
     errs.extend(validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector"))
     errs.extend(_validate_dns_config(spec.get("dnsConfig"), dns_policy, f"{path}.dnsConfig"))
     for i, gate in enumerate(as_list(spec.get("readinessGates"))):

@@ -39,6 +39,7 @@ from svcnet.api.validation.common import (
     validate_non_special_ip,
     validate_port_num_or_name,
     validate_qualified_name,
+    validate_required_enum,
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 
@@ -119,10 +120,7 @@ def _validate_service_port(
     number = as_int(port.get("port"))
     errs.extend(invalid_value(f"{path}.port", number, m) for m in is_valid_port_num(number))
     protocol = as_str(port.get("protocol"))
-    if not protocol:
-        errs.append(required(f"{path}.protocol"))
-    elif protocol not in PORT_PROTOCOLS:
-        errs.append(not_supported(f"{path}.protocol", protocol, PORT_PROTOCOLS))
+    errs.extend(validate_required_enum(protocol, f"{path}.protocol", PORT_PROTOCOLS))
     errs.extend(validate_port_num_or_name(port.get("targetPort"), f"{path}.targetPort"))
     if port.get("appProtocol") is not None:
         errs.extend(validate_qualified_name(as_str(port.get("appProtocol")), f"{path}.appProtocol"))
@@ -365,10 +363,7 @@ def validate_service(svc: Any) -> list[FieldError]:
         errs.extend(validate_labels(spec.get("selector"), "spec.selector"))
 
     affinity = as_str(spec.get("sessionAffinity"))
-    if not affinity:
-        errs.append(required("spec.sessionAffinity"))
-    elif affinity not in SESSION_AFFINITY_TYPES:
-        errs.append(not_supported("spec.sessionAffinity", affinity, SESSION_AFFINITY_TYPES))
+    errs.extend(validate_required_enum(affinity, "spec.sessionAffinity", SESSION_AFFINITY_TYPES))
     if affinity == "ClientIP":
         errs.extend(
             _validate_client_ip_affinity(spec.get("sessionAffinityConfig"), "spec.sessionAffinityConfig")
@@ -383,10 +378,7 @@ def validate_service(svc: Any) -> list[FieldError]:
         ip_errs = is_valid_ip(path, ip)
         errs.extend(ip_errs if ip_errs else validate_non_special_ip(ip, path))
 
-    if not svc_type:
-        errs.append(required("spec.type"))
-    elif svc_type not in SERVICE_TYPES:
-        errs.append(not_supported("spec.type", svc_type, SERVICE_TYPES))
+    errs.extend(validate_required_enum(svc_type, "spec.type", SERVICE_TYPES))
 
     if svc_type == "ClusterIP":
         for i, port in enumerate(ports):
