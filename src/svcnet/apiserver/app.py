@@ -81,6 +81,7 @@ def build_app(store: Store, options: ApiServerOptions, middlewares: Sequence = (
     app[MAX_BODY_KEY] = options.max_body_bytes
     cache = WatchCache(store, options.watch_cache_size, options.watcher_queue_limit)
     registry = Registry(store, cache, options.wait_for_revision_seconds)
+    registry.allow_loopback_endpoints = options.allow_loopback_endpoints
     lister = Lister(store, cache, options.wait_for_revision_seconds)
     lifecycle = NamespaceLifecycle(registry, options.namespace_retry_seconds)
     handlers = ResourceHandlers(options, cache, registry, lister)

@@ -32,6 +32,10 @@ class ApiServerOptions:
     # range. At most one range per IP family, the primary family first.
     service_cluster_ip_ranges: tuple[str, ...] = ("10.96.0.0/12",)
     service_node_port_range: str = "30000-32767"
+    # Deliberate difference, off by default: accept loopback addresses (127.0.0.0/8, ::1) in
+    # Endpoints and EndpointSlices, which upstream refuses. `svcnet up` without root sets it,
+    # because its pods are local processes on loopback addresses (docs/lab.md).
+    allow_loopback_endpoints: bool = False
     # The repair loop's period (upstream's repairLoopInterval is 3 minutes); 0 runs it only at start.
     allocation_repair_interval_seconds: float = 180.0
     # /version: kubectl 1.32 warns when the server's minor version differs by more than one.

@@ -20,6 +20,7 @@ from typing import Any
 from svcnet.api import errors, names, resources
 from svcnet.api.errors import FieldError, StatusError
 from svcnet.api.resources import Resource
+from svcnet.api.validation.common import LOOPBACK_DETAIL
 from svcnet.apiserver import hooks
 from svcnet.apiserver.allocator.service import ServiceAllocator, allocate_and_write
 from svcnet.apiserver.objectmeta import (
@@ -97,6 +98,15 @@ class Registry:
         self.on_namespace_terminating: Callable[[str], None] | None = None
         # ClusterIP/NodePort allocation for Services (issue #4); None: no allocation.
         self.service_allocator: ServiceAllocator | None = None
+        # ApiServerOptions.allow_loopback_endpoints (a deliberate difference, off by default).
+        self.allow_loopback_endpoints = False
+
+    def _endpoint_errors(self, obj: dict[str, Any], errs: list[FieldError]) -> list[FieldError]:
+        """With allow_loopback_endpoints, drop the loopback refusals of Endpoints and
+        EndpointSlice addresses (everything else about them is validated as upstream does)."""
+        if not self.allow_loopback_endpoints or obj.get("kind") not in ("Endpoints", "EndpointSlice"):
+            return errs
+        return [e for e in errs if e.detail != LOOPBACK_DETAIL]
 
     def _allocates(self, resource: Resource) -> bool:
         return self.service_allocator is not None and resource.plural == "services"
@@ -236,7 +246,8 @@ class Registry:
                     if generated and attempt + 1 < attempts:
                         continue
                     raise errors.already_exists(resource.plural, name, resource.group) from None
-            errs = self._baseline_name_errors(metadata) + hooks.validate_create(obj)
+            errs = self._baseline_name_errors(metadata)
+            errs += self._endpoint_errors(obj, hooks.validate_create(obj))
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
             if dry_run:
@@ -502,7 +513,8 @@ class Registry:
                 return await self._write_service_update(
                     resource, kv, old, obj, lambda o: finalizer_errs + hooks.validate_update(o, old), dry_run
                 )
-            errs = self._finalizer_errors(md, old_md) + hooks.validate_update(obj, old)
+            errs = self._finalizer_errors(md, old_md)
+            errs += self._endpoint_errors(obj, hooks.validate_update(obj, old))
         if errs:
             raise _invalid(resource, name, _dedupe(errs))
         md = obj["metadata"]

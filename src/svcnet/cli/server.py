@@ -70,6 +70,14 @@ def server(
         "10.244.0.0/16"
     ),
     max_endpoints_per_slice: Annotated[int, typer.Option(help="Endpoints per EndpointSlice.")] = 100,
+    allow_loopback_endpoints: Annotated[
+        bool,
+        typer.Option(
+            "--allow-loopback-endpoints",
+            help="Accept 127/8 and ::1 addresses in Endpoints and EndpointSlices (upstream refuses "
+            "them; `svcnet up` without root needs them for pods on loopback).",
+        ),
+    ] = False,
     leader_elect_lease_duration: Annotated[float, typer.Option(help="Seconds a lease lasts.")] = 15.0,
     leader_elect_renew_deadline: Annotated[
         float, typer.Option(help="Seconds the leader may fail to renew.")
@@ -100,6 +108,7 @@ def server(
         service_cluster_ip_ranges=ranges,
         service_node_port_range=service_node_port_range,
         allocation_repair_interval_seconds=allocation_repair_interval,
+        allow_loopback_endpoints=allow_loopback_endpoints,
     )
     controller_options = None
     if run_controllers:

@@ -505,6 +505,9 @@ _LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
 _LINK_LOCAL_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/24")
 
 
+LOOPBACK_DETAIL = "may not be in the loopback range (127.0.0.0/8, ::1/128)"
+
+
 def validate_non_special_ip(value: Any, path: str) -> list[FieldError]:
     """No unspecified, loopback, link-local or link-local multicast addresses."""
     text = as_str(value)
@@ -516,7 +519,7 @@ def validate_non_special_ip(value: Any, path: str) -> list[FieldError]:
     if ip.is_unspecified:
         errs.append(invalid_value(path, text, f"may not be unspecified ({text})"))
     if ip.is_loopback:
-        errs.append(invalid_value(path, text, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+        errs.append(invalid_value(path, text, LOOPBACK_DETAIL))
     link_local_unicast = ip in (_LINK_LOCAL_V4 if ip.version == 4 else _LINK_LOCAL_V6)
     if link_local_unicast:
         errs.append(
