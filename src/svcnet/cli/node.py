@@ -54,6 +54,14 @@ def node(
         bool,
         typer.Option(help="Without --netns: allow the bridge and sysctls in this machine's own namespace."),
     ] = False,
+    local_pods: Annotated[
+        bool,
+        typer.Option(
+            "--local-pods",
+            help="Run pods as plain local processes on loopback addresses from --pod-cidr "
+            "(e.g. 127.244.0.0/16): no network namespace, no root.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the node agent: register the Node and run the pods bound to it in network namespaces."""
@@ -79,6 +87,7 @@ def node(
         cluster_domain=cluster_domain,
         labels=labels,
         cleanup_on_exit=cleanup_on_exit,
+        local_pods=local_pods,
     )
     if pod_cidr:
         import ipaddress
@@ -87,7 +96,7 @@ def node(
             ipaddress.ip_network(pod_cidr, strict=False)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--pod-cidr") from e
-    if not netns_name and not in_host_namespace:
+    if not netns_name and not in_host_namespace and not local_pods:
         print(
             "svcnet node: without --netns the agent would add a bridge and enable forwarding in this "
             "machine's own network namespace; pass --in-host-namespace to allow that, or give the "

@@ -44,6 +44,10 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     labels: dict[str, str] = field(default_factory=dict)
     cleanup_on_exit: bool = False  # stop pods and remove their namespaces when the agent stops
+    # Pods as plain local processes, no network namespace (no root needed): each pod's address
+    # comes from a loopback pod range (127/8 is all local on Linux) and its processes share the
+    # machine's network stack; the built-in server binds the pod's address (`svcnet up` without root).
+    local_pods: bool = False
 
 
 def default_node_ip(node_netns: str | None) -> str:
@@ -80,6 +84,8 @@ class NodeAgent:
     # -- helpers the workers use -----------------------------------------------------------------
 
     def pod_netns_name(self, namespace: str, name: str, uid: str) -> str:
+        if self.config.local_pods:
+            return ""  # no sandbox namespace: the pod's processes run in the agent's own
         # Readable in `ip netns`, unique per pod uid, and under the agent's prefix so cleanup
         # can find every namespace it made.
         return f"{self.prefix}{namespace}.{name}.{uid[:6]}"
@@ -411,7 +417,8 @@ class NodeAgent:
         self.node_network = sandbox.NodeNetwork(
             self.config.netns, self.config.bridge, str(self.ipam.gateway), self.ipam.prefixlen
         )
-        await asyncio.to_thread(self.node_network.ensure_bridge)
+        if not self.config.local_pods:
+            await asyncio.to_thread(self.node_network.ensure_bridge)
         self._saved = self._load_saved()
         self.source.watch("pods", field_selector=f"spec.nodeName={self.node_name}")
         self.source.informer("services")
@@ -454,6 +461,7 @@ class NodeAgent:
             for w in workers:
                 await w.kill_now()
                 await w.teardown()
+        if self.config.cleanup_on_exit and not self.config.local_pods:
             # Anything else under our prefix (say a sandbox whose worker failed half-way).
             for name in netns.list_names(self.prefix):
                 for pid in netns.pids_in(name):

@@ -89,11 +89,14 @@ async def main(argv: list[str]) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SVCNET_ECHO_HOST: the node agent sets it to the pod's address when pods are local processes
+    # sharing one network stack (`svcnet node --local-pods`); in a pod namespace, every address.
+    host = os.environ.get("SVCNET_ECHO_HOST") or "0.0.0.0"
     servers = [
-        await asyncio.start_server(handle_tcp, "0.0.0.0", p, reuse_address=True, backlog=1024) for p in tcp
+        await asyncio.start_server(handle_tcp, host, p, reuse_address=True, backlog=1024) for p in tcp
     ]
     for p in udp:
-        await loop.create_datagram_endpoint(UdpEcho, local_addr=("0.0.0.0", p))
+        await loop.create_datagram_endpoint(UdpEcho, local_addr=(host, p))
     print(f"echo server: tcp {tcp} udp {udp}", flush=True)
     await stop.wait()
     # Keep serving for a moment after SIGTERM, as a well-behaved server (or a preStop sleep)

@@ -88,7 +88,11 @@ class PodWorker:
         self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
         # The pod's own namespace, and the one its containers run in (the node's for hostNetwork).
         self.pod_netns = agent.pod_netns_name(self.namespace, self.name, self.uid)
-        self.netns_name: str | None = agent.node_network.netns if self.host_network else self.pod_netns
+        # (Local pods, agent.config.local_pods, have no namespace: pod_netns is "".)
+        self.local = not self.host_network and not self.pod_netns
+        self.netns_name: str | None = (
+            agent.node_network.netns if self.host_network else (self.pod_netns or None)
+        )
         self.ip: str | None = None
         self.sandbox_ready = False
         self.start_time: str | None = None
@@ -222,9 +226,10 @@ class PodWorker:
             self.ip = self.agent.ipam.allocate(self.uid)
             resolv = podfiles.resolv_conf(self.pod, self.agent.cluster_dns, self.agent.cluster_domain)
             hosts = podfiles.hosts_file(self.pod, [self.ip])
-            await asyncio.to_thread(
-                sandbox.create, self.agent.node_network, self.pod_netns, self.uid, self.ip, resolv, hosts
-            )
+            if not self.local:
+                await asyncio.to_thread(
+                    sandbox.create, self.agent.node_network, self.pod_netns, self.uid, self.ip, resolv, hosts
+                )
         self.sandbox_ready = True
         self.start_time = (self.adopt or {}).get("startTime") or rfc3339()
         if self.adopt:
@@ -336,7 +341,9 @@ class PodWorker:
             c.started_at = time.time()
             self._record_exit(c, runtime.Exit(128, 0, message, time.time()), reason="StartError")
             return
-        hostname = None if self.host_network else podfiles.pod_hostname(self.pod)[0]
+        hostname = None if self.host_network or self.local else podfiles.pod_hostname(self.pod)[0]
+        if self.local and c.builtin and self.ip:
+            env["SVCNET_ECHO_HOST"] = self.ip  # pods share one network stack: bind the pod's own address
         c.process = await runtime.spawn(
             self.netns_name,
             hostname,
