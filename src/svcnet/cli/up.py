@@ -5,9 +5,10 @@ workload controllers, the cluster DNS and the lab (node namespaces running the n
 kube-proxy each), then the manifests given with -f. Ctrl-C stops everything and removes every
 namespace, link and process it made.
 
-Without root there are no network namespaces: `svcnet up` then says so and stops; the
-user-space proxy on a loopback service range is the way to try Services without root (see
-docs/lab.md)."""
+Without root there are no network namespaces: `svcnet up` then runs one node ("local") whose
+pods are plain local processes on loopback addresses (127.244.0.0/16), the user-space proxy
+binding the ClusterIPs of a loopback service range (127.96.0.0/16) directly, and the DNS on
+127.0.0.1:10053; nothing touches netfilter or routes (see docs/lab.md)."""
 
 from __future__ import annotations
 
@@ -142,19 +143,19 @@ def up(
     proxy_mode: Annotated[str, typer.Option("--proxy-mode", help="iptables|nftables|userspace")] = "iptables",
     listen: Annotated[str, typer.Option(help="API server address (loopback).")] = "127.0.0.1:6443",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    dns_listen: Annotated[
+        str, typer.Option("--dns-listen", help="Without root: where the cluster DNS listens (loopback).")
+    ] = "127.0.0.1:10053",
 ) -> None:
-    """Run the API server, controllers, DNS and a multi-node lab; Ctrl-C removes it all."""
+    """Run the API server, controllers, DNS and a multi-node lab; Ctrl-C removes it all.
+
+    Without root: one node whose pods are local processes on 127.244.0.0/16, the user-space
+    proxy on ClusterIPs of 127.96.0.0/16 and the DNS on --dns-listen (--nodes and --proxy-mode
+    do not apply)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.geteuid() != 0:
-        print(
-            "svcnet up: the lab needs root for network namespaces and iptables (try: sudo make run).\n"
-            "Without root, run the API server and the user-space proxy on a loopback service range:\n"
-            "  svcnet server --data-dir ./svcnet-data --service-cluster-ip-range 127.96.0.0/16 &\n"
-            "  svcnet proxy userspace --kubeconfig ./svcnet-data/admin.kubeconfig --node-name local\n"
-            "Pods as local processes without namespaces are not implemented yet (docs/lab.md).",
-            file=sys.stderr,
-        )
-        raise typer.Exit(2)
+        up_local(data_dir, filename, listen, dns_listen)
+        return
     try:
         host, _port = parse_host_port(listen)
     except ValueError as exc:
@@ -238,6 +239,185 @@ try:
   svcnet lab exec --data-dir {data} frontend -- curl -s http://backend-svc/
   svcnet lab exec --data-dir {data} external -- curl -s http://{lab.topo.nodes[0].ip}:30080/
 Ctrl-C stops everything and removes every namespace, link and process.
+""",
+        flush=True,
+    )
+
+
+# -- without root: pods as local processes on loopback ------------------------------------------
+
+LOCAL_SERVICE_CIDR = "127.96.0.0/16"
+LOCAL_POD_CIDR = "127.244.0.0/16"
+LOCAL_NODE = "local"
+
+
+def spawn_child(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
+    """`svcnet ARGS` in a session of its own (stopped by its PID, as a process group)."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log_dir / f"{name}.log", "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "svcnet", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def stop_local_children(data_dir: Path) -> None:
+    """Children an earlier `svcnet up` without root recorded and left running (kill -9):
+    SIGKILL their groups while the PID still names the very process it started."""
+    try:
+        prev = json.loads((data_dir / "up.json").read_text())
+    except (OSError, ValueError):
+        return
+    if prev.get("pid") and alive(int(prev["pid"]), None) and int(prev["pid"]) != os.getpid():
+        return  # still running: stop_previous_server refuses to start a second one
+    for c in prev.get("children") or []:
+        if c.get("pid") and c.get("ticks") is not None and alive(int(c["pid"]), c["ticks"]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(c["pid"]), signal.SIGKILL)
+
+
+def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen: str) -> None:
+    """No root: the API server (loopback endpoints allowed), the controllers, the workloads and
+    scheduler, one node agent running pods as local processes on 127.244.0.0/16, the user-space
+    proxy binding ClusterIPs of 127.96.0.0/16 directly (no rules), and the DNS on a high port."""
+    try:
+        host, _port = parse_host_port(listen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--listen") from exc
+    if host not in ("127.0.0.1", "localhost"):
+        raise typer.BadParameter("without root everything runs on loopback", param_hint="--listen")
+    try:
+        dns_host, _dns_port = parse_host_port(dns_listen)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dns-listen") from exc
+    if not dns_host.startswith("127."):
+        raise typer.BadParameter("without root everything runs on loopback", param_hint="--dns-listen")
+    data_dir = data_dir.resolve()
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stop_local_children(data_dir)
+    stop_previous_server(data_dir)
+    server, url = start_server(
+        data_dir,
+        listen,
+        log_dir / "server.log",
+        [
+            "--service-cluster-ip-range",
+            LOCAL_SERVICE_CIDR,
+            "--cluster-cidr",
+            LOCAL_POD_CIDR,
+            "--allow-loopback-endpoints",
+        ],
+    )
+    kubeconfig = data_dir / "admin.kubeconfig"
+    children: list[tuple[str, subprocess.Popen]] = []
+
+    def record() -> None:
+        state = {
+            "pid": os.getpid(),
+            "server_pid": server.pid,
+            "server_ticks": start_ticks(server.pid),
+            "url": url,
+            "mode": "local",
+            "children": [
+                {"name": n, "pid": p.pid, "ticks": start_ticks(p.pid)} for n, p in children
+            ],
+        }
+        (data_dir / "up.json").write_text(json.dumps(state))
+
+    record()
+    kc = ["--kubeconfig", str(kubeconfig)]
+    specs = [
+        (
+            "agent-local",
+            ["node", *kc, "--node-name", LOCAL_NODE, "--local-pods", "--node-ip", "127.0.0.1",
+             "--pod-cidr", LOCAL_POD_CIDR, "--data-dir", str(data_dir / "node-local"),
+             "--cleanup-on-exit", "--log-level", "info"],
+        ),
+        (
+            "proxy-local",
+            ["proxy", "userspace", *kc, "--node-name", LOCAL_NODE, "--node-ip", "127.0.0.1",
+             "--redirect", "none", "--nodeport-addresses", "127.0.0.0/8",
+             # One local node and no load balancer: nothing checks healthz; no fixed ports taken.
+             "--healthz-bind-address", "", "--metrics-bind-address", ""],
+        ),
+        ("dns", ["dns", *kc, "--listen", dns_listen]),
+    ]
+
+    async def main() -> None:
+        from svcnet.client.api import ApiClient, ApiError
+        from svcnet.client.informer import RETRYABLE
+        from svcnet.controllers.workloads.runner import run_workloads
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, stop.set)
+        workloads = asyncio.ensure_future(run_workloads(str(kubeconfig), stop))
+        try:
+            for name, args in specs:
+                children.append((name, spawn_child(name, args, log_dir)))
+                record()
+            async with ApiClient.from_kubeconfig(str(kubeconfig)) as api:
+                deadline = time.monotonic() + 30
+                while not stop.is_set():
+                    for name, proc in children:
+                        if proc.poll() is not None:
+                            log_file = log_dir / f"{name}.log"
+                            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log_file}")
+                    with contextlib.suppress(ApiError, *RETRYABLE):
+                        await api.get("nodes", LOCAL_NODE)
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"node {LOCAL_NODE} did not register within 30s")
+                    await asyncio.sleep(0.2)
+            applied = await apply_manifests(kubeconfig, filename) if filename else []
+            announce_local(url, kubeconfig, applied, dns_listen)
+            await stop.wait()
+        finally:
+            print("\nsvcnet up: stopping every process it started ...", file=sys.stderr)
+            stop.set()
+            # The agent first (it stops its pods), then the rest.
+            for name, proc in children:
+                if name.startswith("agent-"):
+                    await asyncio.to_thread(stop_process, proc, 15)
+            await asyncio.gather(*(asyncio.to_thread(stop_process, p) for _n, p in children))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(workloads, 5)
+
+    try:
+        asyncio.run(main())
+    finally:
+        for _name, proc in children:
+            stop_process(proc)
+        stop_process(server)
+        (data_dir / "up.json").unlink(missing_ok=True)
+        print("svcnet up: stopped; nothing left behind.", file=sys.stderr)
+
+
+def announce_local(url: str, kubeconfig: Path, applied: list[str], dns_listen: str) -> None:
+    dns_host, dns_port = dns_listen.rsplit(":", 1)
+    print(
+        f"""
+svcnet is up without root: API server {url}, node {LOCAL_NODE} (pods are local processes on
+{LOCAL_POD_CIDR}), Services on {LOCAL_SERVICE_CIDR} through the user-space proxy, DNS on {dns_listen}.
+{chr(10).join("  " + line for line in applied)}
+kubeconfig: {kubeconfig}
+try:
+  export KUBECONFIG={kubeconfig}
+  kubectl create deployment web --image=echo --port=8080 --replicas=2
+  kubectl expose deployment web --port=8080
+  kubectl get pods,svc -o wide
+  curl -s http://CLUSTER-IP:8080/          # ClusterIPs work directly from this machine
+  dig @{dns_host} -p {dns_port} web.default.svc.cluster.local +short
+Ports below 1024 need root (or CAP_NET_BIND_SERVICE); pods have no resolv.conf of their own.
+Ctrl-C stops every process it started.
 """,
         flush=True,
     )
