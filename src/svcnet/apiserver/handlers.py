@@ -14,12 +14,12 @@ import orjson
 from aiohttp import web
 
 from svcnet.api import apply as applylib
-from svcnet.api import errors
+from svcnet.api import defaults, errors, schema
 from svcnet.api import patch as patchlib
 from svcnet.api.errors import StatusError
 from svcnet.api.resources import Resource
 from svcnet.api.selectors import go_quote
-from svcnet.apiserver import codec, discovery, hooks, keys, openapi, routing, tables
+from svcnet.apiserver import codec, discovery, keys, openapi, routing, tables
 from svcnet.apiserver.codec import json_response, query_bool, query_int
 from svcnet.apiserver.listing import Lister, list_body, parse_list_options
 from svcnet.apiserver.objectmeta import cannot_handle
@@ -78,7 +78,7 @@ def record_update(
         return
     defaulted = orjson.loads(orjson.dumps(new))
     with contextlib.suppress(Exception):  # a body that cannot be defaulted fails later, in the registry
-        hooks.apply_defaults(defaulted)
+        defaults.apply_defaults(defaulted)
     applylib.record_update(old, new, defaulted, field_manager(request), res.api_version, res.kind, sub)
 
 
@@ -117,14 +117,14 @@ class RequestContext:
         """What decoding into the kind's Go type yields: unknown and duplicate fields are a
         400 under Strict and Warning headers under Warn, and unknown fields are dropped."""
         if self.field_validation == "Ignore":
-            return hooks.drop_unknown_fields(api_version, kind, obj)
-        unknown = hooks.unknown_fields(api_version, kind, obj)
+            return schema.drop_unknown_fields(api_version, kind, obj)
+        unknown = schema.unknown_fields(api_version, kind, obj)
         problems: list[str] | None = None
         if duplicates and raw is not None:
             # Rare: let the schema walk the raw document, which knows where upstream's decoder
             # looks for duplicates and reports everything in document order.
             with contextlib.suppress(ValueError):
-                problems = hooks.strict_decoding_errors(raw, api_version, kind)
+                problems = schema.strict_decoding_errors(raw, api_version, kind)
         if problems is None:
             problems = [f"duplicate field {go_quote(p)}" for p in duplicates]
             problems += [f"unknown field {go_quote(p)}" for p in unknown]
@@ -135,7 +135,7 @@ class RequestContext:
             )
         self.warnings.extend(problems)
         # Nothing unknown (the usual case): nothing to drop, skip the copy.
-        return hooks.drop_unknown_fields(api_version, kind, obj) if unknown else obj
+        return schema.drop_unknown_fields(api_version, kind, obj) if unknown else obj
 
     def respond(self, body: Any, status: int = 200) -> web.Response:
         response = json_response(body, status)
@@ -449,7 +449,7 @@ class ResourceHandlers:
         applied, dups = codec.decode_object(body, "application/yaml", res.kind)
         with decoding_guard(res, applied):
             self.registry.check_type(res, applied)
-            unknown = hooks.unknown_fields(res.api_version, res.kind, applied)
+            unknown = schema.unknown_fields(res.api_version, res.kind, applied)
             if unknown:
                 # Upstream builds a typed object from the applied configuration and fails on
                 # any field the schema lacks, whatever fieldValidation says (with a 500).

@@ -17,11 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from svcnet.api import errors, names, resources
+from svcnet.api import defaults, errors, names, resources, strategy, validation
 from svcnet.api.errors import FieldError, StatusError
 from svcnet.api.resources import Resource
 from svcnet.api.validation.common import LOOPBACK_DETAIL
-from svcnet.apiserver import hooks
 from svcnet.apiserver.allocator.service import ServiceAllocator, allocate_and_write
 from svcnet.apiserver.objectmeta import (
     deep_copy,
@@ -223,14 +222,14 @@ class Registry:
         await self.admit_namespace(
             resource, metadata.get("namespace"), metadata.get("name") or metadata.get("generateName") or ""
         )
-        hooks.apply_defaults(obj)
+        defaults.apply_defaults(obj)
         metadata = metadata_of(obj, resource)
         metadata.pop("deletionTimestamp", None)
         metadata.pop("deletionGracePeriodSeconds", None)
         metadata.pop("selfLink", None)
         if resource is NAMESPACES:
             self._prepare_namespace_create(obj)
-        hooks.prepare_for_create(obj)
+        strategy.prepare_for_create(obj)
         generated = not metadata.get("name") and bool(metadata.get("generateName"))
         attempts = GENERATE_NAME_ATTEMPTS if generated else 1
         for attempt in range(attempts):
@@ -247,7 +246,7 @@ class Registry:
                         continue
                     raise errors.already_exists(resource.plural, name, resource.group) from None
             errs = self._baseline_name_errors(metadata)
-            errs += self._endpoint_errors(obj, hooks.validate_create(obj))
+            errs += self._endpoint_errors(obj, validation.validate_create(obj))
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
             if dry_run:
@@ -276,14 +275,14 @@ class Registry:
         def validate(planned: dict[str, Any]) -> None:
             nonlocal validated
             validated = True
-            errs = self._baseline_name_errors(planned["metadata"]) + hooks.validate_create(planned)
+            errs = self._baseline_name_errors(planned["metadata"]) + validation.validate_create(planned)
             if errs:
                 raise _invalid(resource, name, _dedupe(errs))
 
         def invalid_spec(exc: StatusError) -> StatusError:
             # A value the allocator refuses may be invalid in itself (a port of 70000): then
             # the validation error is the clearer answer.
-            errs = hooks.validate_create(obj)
+            errs = validation.validate_create(obj)
             return _invalid(resource, name, _dedupe(errs)) if errs and exc.code == 422 else exc
 
         if dry_run:  # show what would be allocated, claim nothing
@@ -423,7 +422,7 @@ class Registry:
         metadata = metadata_of(new, resource)
         self.check_name(metadata, name)
         self.check_namespace(resource, metadata, namespace)
-        hooks.apply_defaults(new)
+        defaults.apply_defaults(new)
         # "0" parses to revision 0 upstream, which means an unconditional update.
         want_rv = metadata_of(new, resource).get("resourceVersion") or None
         if want_rv == "0":
@@ -480,8 +479,8 @@ class Registry:
         elif subresource == "status":
             obj = deep_copy(old)
             obj["status"] = new.get("status") if isinstance(new.get("status"), dict) else {}
-            hooks.prepare_for_status_update(obj, old)
-            errs = hooks.validate_status_update(obj, old)
+            strategy.prepare_for_status_update(obj, old)
+            errs = validation.validate_status_update(obj, old)
         else:
             obj = new
             md = metadata_of(obj, resource)
@@ -497,7 +496,7 @@ class Registry:
                     obj.pop("status", None)
             if resource is NAMESPACES and subresource != "finalize":
                 obj["spec"] = deep_copy(old.get("spec", {}))
-            hooks.prepare_for_update(obj, old)
+            strategy.prepare_for_update(obj, old)
             md = metadata_of(obj, resource)
             if not md.get("uid"):
                 md["uid"] = old_md.get("uid")
@@ -511,10 +510,11 @@ class Registry:
             if self._allocates(resource) and not old_md.get("deletionTimestamp"):
                 finalizer_errs = self._finalizer_errors(md, old_md)
                 return await self._write_service_update(
-                    resource, kv, old, obj, lambda o: finalizer_errs + hooks.validate_update(o, old), dry_run
+                    resource, kv, old, obj,
+                    lambda o: finalizer_errs + validation.validate_update(o, old), dry_run,
                 )
             errs = self._finalizer_errors(md, old_md)
-            errs += self._endpoint_errors(obj, hooks.validate_update(obj, old))
+            errs += self._endpoint_errors(obj, validation.validate_update(obj, old))
         if errs:
             raise _invalid(resource, name, _dedupe(errs))
         md = obj["metadata"]
@@ -600,7 +600,7 @@ class Registry:
             try:
                 if subresource == "scale":
                     return await self._write_scale(resource, kv, current, patched, dry_run)
-                hooks.apply_defaults(patched)
+                defaults.apply_defaults(patched)
                 return await self.write_update(
                     resource, kv, current, patched, subresource=subresource, dry_run=dry_run
                 )
