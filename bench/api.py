@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import sqlite3
 import ssl
 import statistics
 import sys
@@ -154,17 +153,10 @@ async def watch_latency(server: ApiServerProcess, watchers: int, updates: int) -
 def raw_sqlite_inserts(directory: Path, names: list[str]) -> float:
     """The reference: the same JSON inserted into SQLite (WAL, one commit per row, the same
     durability an acknowledged API create gets) from this process, with no HTTP or logic."""
-    db = sqlite3.connect(directory / "raw.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE kv (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, value BLOB)")
-    started = time.perf_counter()
-    for name in names:
-        db.execute("INSERT INTO kv(name, value) VALUES (?, ?)",
-                   (f"/registry/services/specs/default/{name}", json.dumps(service(name)).encode()))
-    elapsed = time.perf_counter() - started
-    db.close()
-    return len(names) / elapsed
+    from store_raw import raw_inserts  # bench/ is on sys.path when a bench runs as a script
+
+    values = [json.dumps(service(name)).encode() for name in names]
+    return raw_inserts(str(directory / "raw.db"), values, per_txn=1)
 
 
 async def raw_etcd_puts(endpoint: str, names: list[str], concurrency: int) -> float:
