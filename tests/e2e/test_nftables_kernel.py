@@ -11,6 +11,7 @@ services is a transaction of a few lines and an open connection keeps flowing.
 from __future__ import annotations
 
 import collections
+import json
 import secrets
 import signal
 import socket
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from svcnet.proxy.apply.nft import Nft
+from svcnet.node.netns import entered
+from svcnet.proxy.apply.nft import LibNft
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.nftables import NftablesSyncer
 from svcnet.proxy.state import ProxyState
@@ -236,16 +238,41 @@ def test_daemon_stops_leaving_rules_and_cleanup_removes_them(cluster: Cluster) -
     assert lab.run(lab.node, "nft", "list", "tables").stdout.strip() == ""
 
 
-class NetnsNft(Nft):
-    """nft of the node namespace."""
+class NetnsLibNft(LibNft):
+    """libnftables in the node namespace, as the proxy running there uses it: this thread
+    enters the namespace around each transaction (the library's socket is made in the first)."""
 
     def __init__(self, netns: str) -> None:
         super().__init__("ip")
         self.netns = netns
 
+    def run(self, text: str) -> None:
+        with entered(self.netns):
+            super().run(text)
+
     def _nft(self, args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.netns, self.binary, *args], input=text,
                               capture_output=True, text=True, check=False, timeout=60)
+
+
+def kernel_table(netns: str) -> dict:
+    """The kube-proxy table as nft lists it (JSON), without handles and with set elements in
+    a fixed order: two tables holding the same chains, rules and elements compare equal."""
+    res = subprocess.run(["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "ip", "kube-proxy"],
+                         capture_output=True, text=True, check=True)
+    chains: dict[str, list] = {}
+    sets: dict[str, list] = {}
+    for item in json.loads(res.stdout)["nftables"]:
+        if "chain" in item:
+            chains.setdefault(item["chain"]["name"], [])
+        elif "rule" in item:
+            rule = item["rule"]
+            chains.setdefault(rule["chain"], []).append(json.dumps(rule["expr"], sort_keys=True))
+        for kind in ("set", "map"):
+            if kind in item:
+                obj = item[kind]
+                sets[obj["name"]] = sorted(json.dumps(e, sort_keys=True) for e in obj.get("elem", []))
+    return {"chains": chains, "sets": sets}
 
 
 def test_one_endpoint_added_among_1000_services_is_a_few_lines_and_keeps_connections(
@@ -261,7 +288,7 @@ def test_one_endpoint_added_among_1000_services_is_a_few_lines_and_keeps_connect
     state = ProxyState(node.family, NODE_NAME)
     state.services_synced = state.slices_synced = True
     syncer = NftablesSyncer(node)
-    nft = NetnsNft(lab.node)
+    nft = NetnsLibNft(lab.node)
 
     def svc(i: int) -> dict:
         return {"kind": "Service", "metadata": {"namespace": "bulk", "name": f"s{i}"},
@@ -281,7 +308,8 @@ def test_one_endpoint_added_among_1000_services_is_a_few_lines_and_keeps_connect
 
     def sync() -> str:
         changes = state.take_changes()
-        plan = syncer.plan(state.svc_port_map, state.endpoints_map, changed=changes.updated_services)
+        plan = syncer.plan(state.svc_port_map, state.endpoints_map, changed=changes.updated_services,
+                           changed_ports=changes.updated_ports)
         nft.run(plan.text)
         syncer.commit(plan)
         return plan.text
@@ -308,6 +336,28 @@ def test_one_endpoint_added_among_1000_services_is_a_few_lines_and_keeps_connect
     # the kernel holds what a fresh full sync would write: the new endpoint is in the service chain
     listing = lab.run(lab.node, "nft", "list", "table", "ip", "kube-proxy").stdout
     assert f"dnat to {e2.ip}:9090" in listing
+    # New services (elements added as `add map NAME { ... elements = { ... } }`) and a deleted
+    # one (`delete element`): the kernel ends up with exactly what a full sync writes.
+    for i in (1000, 1001):
+        state.on_service(svc(i))
+        state.on_endpoint_slice(eps(i, [e1.ip, e2.ip], 8080))
+    tx = sync()
+    assert "add element" not in tx and "add rule" not in tx and "elements = {" in tx, tx
+    state.on_service(svc(5), deleted=True)
+    assert "delete element" in sync()
+    fresh = f"{lab.prefix}fresh"
+    subprocess.run(["ip", "netns", "add", fresh], check=True)
+    try:
+        full = NftablesSyncer(node).plan(state.svc_port_map, state.endpoints_map)
+        subprocess.run(["ip", "netns", "exec", fresh, "nft", "-f", "-"], input=full.text, text=True,
+                       check=True)
+        want, got = kernel_table(fresh), kernel_table(lab.node)
+        for chain in syncer.stale_chains:  # flushed now, deleted after STALE_CHAIN_DELAY
+            assert got["chains"].pop(chain) == []
+        assert got == want
+    finally:
+        subprocess.run(["ip", "netns", "del", fresh], check=False)
+    nft.close()
     lab.run(lab.node, "nft", "delete", "table", "ip", "kube-proxy")
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import random
 
-from svcnet.proxy.apply.nft import FakeNft
+import pytest
+
+from svcnet.proxy.apply.nft import FakeNft, NftError
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.healthcheck import ProxierHealth
 from svcnet.proxy.metrics import ProxyMetrics
@@ -51,11 +53,14 @@ class Harness:
         self.syncer = NftablesSyncer(self.node)
         self.nft = FakeNft("ip")
         self.now = 0.0
+        self.pass_ports = True
 
     def sync(self, full: bool = False) -> str:
         changes = self.state.take_changes()
+        # the proxier hands over the changed ports; without them the syncer finds them itself
         plan = self.syncer.plan(self.state.svc_port_map, self.state.endpoints_map,
-                                changed=None if full else changes.updated_services, now=self.now)
+                                changed=None if full else changes.updated_services, now=self.now,
+                                changed_ports=changes.updated_ports if self.pass_ports else None)
         self.nft.run(plan.text)
         self.syncer.commit(plan)
         return plan.text
@@ -121,6 +126,7 @@ def test_random_changes_keep_the_table_equal_to_a_full_sync() -> None:
                 live[i] = eps
                 h.state.on_endpoint_slice(endpoint_slice(i, *eps))
         h.now = step * 0.5
+        h.pass_ports = step % 2 == 0
         h.sync()  # FakeNft refuses anything out of order (a goto before its chain, a busy delete)
         stale = set(h.syncer.stale_chains)
         assert without_stale(h.nft.dump(), stale) == h.fresh_full_dump(), f"step {step}"
@@ -222,3 +228,62 @@ async def test_full_resync_after_a_failure_cleans_up_what_the_kernel_still_holds
     await px.sync()  # the stale chains' delay has passed: deleted
     assert not any("ns/svc1/" in c for c in nft.table.chains)
     assert any("ns/svc2/" in c for c in nft.table.chains)
+
+
+def test_incremental_transactions_avoid_statements_that_make_nft_read_the_whole_table() -> None:
+    """`add rule` and `add element` make nft 1.0.x dump every chain and set of the table before
+    it evaluates them (70-90 ms at 10k services); the incremental forms need only the table."""
+    h = Harness()
+    for i in range(20):
+        h.state.on_service(service(i))
+        h.state.on_endpoint_slice(endpoint_slice(i, ep_ip(i, 0)))
+    first = h.sync()
+    assert "add rule " in first and "add element " in first  # the first sync is upstream's text
+    h.state.on_endpoint_slice(endpoint_slice(3, ep_ip(3, 0), ep_ip(3, 1)))
+    tx = h.sync()
+    assert "add rule " not in tx and "add element " not in tx, tx
+    assert f"dnat to {ep_ip(3, 1)}:80 ; }}" in tx  # the endpoint chain's rules as a block
+    assert h.nft.dump() == h.fresh_full_dump()
+    for i in (20, 21):  # two new services: their elements in one statement per container
+        h.state.on_service(service(i, node_port=30000 + i))
+        h.state.on_endpoint_slice(endpoint_slice(i, ep_ip(i, 0)))
+    tx = h.sync()
+    assert "add rule " not in tx and "add element " not in tx, tx
+    adds = [line for line in tx.splitlines() if line.startswith("add map ip kube-proxy service-ips ")]
+    assert len(adds) == 1 and "elements = { " in adds[0] and adds[0].count(" : goto service-") == 2, tx
+    assert h.nft.dump() == h.fresh_full_dump()
+    h.state.on_service(service(21), deleted=True)  # deletions keep `delete element`
+    tx = h.sync()
+    assert "delete element ip kube-proxy service-ips {" in tx, tx
+    assert without_stale(h.nft.dump(), set(h.syncer.stale_chains)) == h.fresh_full_dump()
+
+
+def test_an_element_added_then_taken_back_in_one_transaction_is_never_sent() -> None:
+    from svcnet.proxy.nftables import FamilyWords, Tx, container_specs
+
+    words = FamilyWords.of(NodeConfig(**NODE))
+    tx = Tx("ip", incremental=True, specs=container_specs(words))
+    tx.add_element("cluster-ips", "172.30.0.9", "", None)
+    tx.delete_element("cluster-ips", "172.30.0.9")
+    tx.delete_element("cluster-ips", "172.30.0.8")
+    assert tx.text() == "delete element ip kube-proxy cluster-ips { 172.30.0.8 }\n"
+
+
+def test_the_stand_in_reads_chain_and_set_blocks_as_nft_does() -> None:
+    nft = FakeNft("ip")
+    nft.run("add table ip kube-proxy\n"
+            "add chain ip kube-proxy a\n"
+            'add chain ip kube-proxy b { ip saddr 10.0.0.1 jump a ; counter comment "x ; y" ; }\n'
+            'add map ip kube-proxy m { type ipv4_addr : verdict ; comment "c" ; '
+            'elements = { 10.0.0.1 comment "k" : goto b , 10.0.0.2 : jump a } ; }\n')
+    assert nft.table is not None
+    assert nft.table.chains["b"][1] == ["ip saddr 10.0.0.1 jump a", 'counter comment "x ; y"']
+    assert nft.table.sets["m"].spec == '{ type ipv4_addr : verdict ; comment "c" ; }'
+    assert nft.table.sets["m"].elements == {"10.0.0.1": ' comment "k" : goto b', "10.0.0.2": " : jump a"}
+    before = nft.dump()
+    for bad in ("add chain ip kube-proxy c { jump nowhere ; }\n",  # a rule naming a missing chain
+                "add map ip kube-proxy m { type ipv4_addr : verdict ; elements = { 10.0.0.3 : goto x } ; }\n",
+                "add map ip kube-proxy m { type ipv4_addr : verdict ; flags interval ; }\n"):
+        with pytest.raises(NftError):
+            nft.run(bad)
+        assert nft.dump() == before  # refused whole

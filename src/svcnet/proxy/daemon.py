@@ -114,12 +114,12 @@ class ProxyDaemon(DaemonBase):
 
     def _init_nftables(self, opts: DaemonOptions, nft) -> None:
         """--mode nftables: one NftablesProxier per family (upstream's nftables proxier)."""
-        from svcnet.proxy.apply.nft import Nft
+        from svcnet.proxy.apply.nft import node_nft
         from svcnet.proxy.nftables_proxier import NftablesProxier
 
         for i, family in enumerate(daemon_families(opts.node)):
             node = self._family_node(family)
-            fam_nft = nft if nft is not None else Nft("ip6" if node.is_ipv6 else "ip")
+            fam_nft = nft if nft is not None else node_nft("ip6" if node.is_ipv6 else "ip")
             proxier = NftablesProxier(node, fam_nft, self.metrics, self.health,
                                       self.service_health if i == 0 else None,
                                       self.conntrack_for(node), sync_period=opts.sync_period)

@@ -58,7 +58,8 @@ class NftablesProxier(ProxierBase):
             chains, sets = await asyncio.to_thread(self.nft.names)
             self.syncer.adopt_existing(chains, sets)
         plan = self.syncer.plan(self.state.svc_port_map, self.state.endpoints_map,
-                                changed=None if full else changes.updated_services)
+                                changed=None if full else changes.updated_services,
+                                changed_ports=changes.updated_ports)
         self.last_transaction = plan.text
         self.last_sync_full = full
         self.last_plan = plan

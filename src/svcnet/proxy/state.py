@@ -26,6 +26,8 @@ ServiceKey = tuple[str, str]
 @dataclass
 class ChangeResult:
     updated_services: set[ServiceKey] = field(default_factory=set)
+    # the ports of those services, before and after (so a syncer need not scan every service)
+    updated_ports: set[ServicePortName] = field(default_factory=set)
     # UDP conntrack cleanup inputs (upstream's event-driven CleanStaleEntries).
     deleted_udp_cluster_ips: set[str] = field(default_factory=set)
     deleted_udp_endpoints: list[tuple[ServicePortInfo, str]] = field(default_factory=list)
@@ -151,6 +153,7 @@ class ProxyState:
             if new_ports == old_ports and new_eps == old_eps:
                 continue
             result.updated_services.add(key)
+            result.updated_ports.update(old_ports, new_ports, old_eps, new_eps)
             for spn in old_ports:
                 self.svc_port_map.pop(spn, None)
             for spn in old_eps:
