@@ -36,6 +36,7 @@ import zlib
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
+from plotlib import import_pyplot  # noqa: E402
 from svcnet.node.netns import entered  # noqa: E402
 from svcnet.proxy import iptables as ipt_render  # noqa: E402
 from svcnet.proxy.apply.nft import LibNft, Nft, node_nft  # noqa: E402
@@ -308,23 +309,8 @@ def plot(results: dict, sizes: list[int], path: str) -> str:
         return "built-in PNG writer"
 
 
-def _import_matplotlib():
-    try:
-        import matplotlib
-    except ImportError:
-        target = os.path.join(tempfile.gettempdir(), "svcnet-bench-matplotlib")
-        if not os.path.isdir(os.path.join(target, "matplotlib")):
-            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", target,
-                            "matplotlib"], check=True, capture_output=True, timeout=300)
-        sys.path.insert(0, target)
-        import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _plot_matplotlib(results: dict, sizes: list[int], path: str) -> str:
-    plt = _import_matplotlib()
+    plt = import_pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for mode, color in (("iptables", "#d62728"), ("nftables", "#1f77b4")):
         xs = sizes

@@ -4,7 +4,8 @@ Four backends (one uvloop process listening on 127.0.0.51-54) serve two requests
 (send n bytes, then close) and "E" (echo lines). The same client measures, for each path:
 direct to a backend, `svcnet proxy userspace` (rr, splice on; and with --no-splice), and
 haproxy in TCP mode (roundrobin over the same four backends, one thread like our one event
-loop):
+loop), and a bare splice relay (a blocking thread per direction and nothing else: what the
+extra hop alone costs on the machine):
 
 - bulk throughput: 1 MB transfers (x100) and 100 MB transfers (x3), MB/s;
 - new connections per second: 16 concurrent clients, connect + "S 64" + read to EOF, for 2 s;
@@ -33,10 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from plotlib import import_pyplot  # bench/ is on sys.path when a bench runs as a script
+
 ROOT = Path(__file__).resolve().parent.parent
+RELAY_NAME = "bare splice relay (reference)"
 BACKEND_IPS = ["127.0.0.51", "127.0.0.52", "127.0.0.53", "127.0.0.54"]
 CLUSTER_IPS = {True: "127.96.250.1", False: "127.96.250.2"}  # splice on / off
 HAPROXY_IP = "127.0.0.60"
+RELAY_IP = "127.0.0.61"
 
 BACKEND = r'''
 import asyncio, sys
@@ -65,6 +70,34 @@ async def main(port, ips):
     print("ready", flush=True)
     await asyncio.Event().wait()
 uvloop.run(main(int(sys.argv[1]), sys.argv[2:]))
+'''
+
+# A reference for the hop itself: about the least a user-space TCP proxy can do per byte (a
+# blocking thread per direction, os.splice through a pipe, no scheduling, no accounting), to
+# tell what the extra hop costs on this machine from what svcnet's own work costs.
+RELAY = r'''
+import fcntl, os, socket, sys, threading
+ip, port, backend, bport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def pump(src, dst):
+    r, w = os.pipe()
+    fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ
+    try:
+        while n := os.splice(src.fileno(), w, 1 << 20):
+            while n:
+                n -= os.splice(r, dst.fileno(), n)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        os.close(r); os.close(w)
+def handle(c):
+    with c, socket.create_connection((backend, bport)) as u:
+        t = threading.Thread(target=pump, args=(u, c)); t.start()
+        pump(c, u); t.join()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((ip, port)); s.listen(4096); print("ready", flush=True)
+while True:
+    threading.Thread(target=handle, args=(s.accept()[0],), daemon=True).start()
 '''
 
 
@@ -220,6 +253,16 @@ backend be
     return proc
 
 
+def start_relay(tmp: Path, port: int, bport: int) -> subprocess.Popen:
+    script = tmp / "relay.py"
+    script.write_text(RELAY)
+    proc = subprocess.Popen([sys.executable, str(script), RELAY_IP, str(port), BACKEND_IPS[0], str(bport)],
+                            stdout=subprocess.PIPE, text=True)
+    if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("relay did not start")
+    return proc
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -306,6 +349,9 @@ def main() -> int:
                 port = free_port([HAPROXY_IP])
                 procs.append(start_haproxy(binary, tmp, port, bport))
                 paths.append(("haproxy (1 thread)", HAPROXY_IP, port, procs[-1].pid))
+            port = free_port([RELAY_IP])
+            procs.append(start_relay(tmp, port, bport))
+            paths.append((RELAY_NAME, RELAY_IP, port, procs[-1].pid))
             samples: dict[str, list[dict]] = {name: [] for name, *_ in paths}
             for r in range(args.rounds):
                 print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
@@ -337,6 +383,11 @@ def main() -> int:
     print()
     t1, t100 = ours["mb1"] / direct["mb1"], ours["mb100"] / direct["mb100"]
     print(f"throughput vs direct: 1 MB {t1:.2f}x, 100 MB {t100:.2f}x (target >= 0.7x)")
+    relay = by[RELAY_NAME]
+    print(f"a bare splice relay (a blocking thread per direction) vs direct: 1 MB "
+          f"{relay['mb1'] / direct['mb1']:.2f}x, 100 MB {relay['mb100'] / direct['mb100']:.2f}x; "
+          f"svcnet vs the relay: 1 MB {ours['mb1'] / relay['mb1']:.2f}x, "
+          f"100 MB {ours['mb100'] / relay['mb100']:.2f}x")
     cores = os.cpu_count() or 1
     busy_direct = direct["mb100"] / 1000 * direct["all_gb"]
     busy_needed = 0.7 * direct["mb100"] / 1000 * ours["all_gb"]
@@ -361,20 +412,23 @@ def main() -> int:
 
 def _plot(rows: list[dict]) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (docs/benchmarks.md has the table only)")
+        plt = import_pyplot()
+    except (ImportError, subprocess.SubprocessError, OSError) as e:
+        print(f"matplotlib is unavailable ({e}): no plot (docs/benchmarks.md has the table only)")
         return
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6))
     names = [r["path"] for r in rows]
-    for ax, key, title in zip(axes, ("mb100", "conns", "p99"),
-                              ("100 MB throughput (MB/s)", "new connections/s", "p99 latency (us)"),
-                              strict=True):
-        ax.barh(names, [r[key] for r in rows])
+    direct = next(r for r in rows if r["path"] == "direct")
+    panels = (("mb1", "1 MB transfers (MB/s)", 0.7), ("mb100", "100 MB transfers (MB/s)", 0.7),
+              ("conns", "new connections/s", None), ("p99", "p99 of 64-byte round trips (us)", None))
+    for ax, (key, title, target) in zip(axes.flat, panels, strict=True):
+        ax.barh(names, [r[key] for r in rows], color=["#1f77b4" if n.startswith("svcnet") else "#999999"
+                                                       for n in names])
+        if target is not None:  # the issue's target: this fraction of direct
+            ax.axvline(target * direct[key], color="#d62728", linestyle="--", label=f"{target}x direct")
+            ax.legend(loc="lower right", fontsize=8)
         ax.set_title(title)
+        ax.locator_params(axis="x", nbins=5)
     fig.tight_layout()
     out = ROOT / "docs" / "userspace-bench.png"
     fig.savefig(out, dpi=100)
