@@ -24,7 +24,7 @@ run: system-deps deps
 
 test: system-deps deps
 	$(PY) -m ruff check src tests bench
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 lint: deps
 	$(PY) -m ruff check src tests bench

@@ -11,6 +11,10 @@ have ip || need+=(iproute2)
 have dig || need+=(dnsutils)
 # curl: the lab's e2e tests and the demo walk-through use it as a user would from a pod.
 have curl || need+=(curl)
+# ipset and ipvsadm: what --mode ipvs drives (the ipset part is tested in any kernel; virtual
+# servers need one with IPVS).
+have ipset || need+=(ipset)
+have ipvsadm || need+=(ipvsadm)
 # etcd for the etcd datastore and its tests (tests start their own members on free ports).
 [ -x /usr/bin/etcd ] || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)

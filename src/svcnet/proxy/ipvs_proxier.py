@@ -96,7 +96,10 @@ class IpvsKernel:
             return {}
 
     def bind_addresses(self, addresses: set[str]) -> None:
-        self._run(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
+        made = self._run(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
+        if made.returncode != 0 and self._run(["ip", "link", "show", DUMMY_DEVICE]).returncode != 0:
+            raise RuntimeError(f"cannot create the {DUMMY_DEVICE} interface that holds the service addresses "
+                               f"(kernel module dummy): {made.stderr.strip()}")
         fam = "-6" if self.ipv6 else "-4"
         listed = self._run(["ip", fam, "-o", "addr", "show", "dev", DUMMY_DEVICE]).stdout.split()
         have = {w.split("/")[0] for w in listed if "/" in w}
