@@ -39,7 +39,9 @@ def userspace_command(
     udp_idle_timeout: Annotated[str, typer.Option("--udp-idle-timeout")] = "5m",
     health_check_interval: Annotated[str, typer.Option(
         "--health-check-interval", help="active TCP checks (0s = off)")] = "0s",
-    splice: Annotated[bool, typer.Option("--splice/--no-splice", help="zero-copy TCP with os.splice")] = True,
+    splice: Annotated[bool, typer.Option(
+        "--splice/--no-splice",
+        help="bulk TCP through a pipe with os.splice instead of 1 MB copies")] = False,
     redirect: Annotated[str, typer.Option(
         "--redirect", help="REDIRECT rules for non-local service IPs: auto|iptables|nftables|none")] = "auto",
     bind_address: Annotated[str, typer.Option(

@@ -6,8 +6,12 @@ cannot exhaust file descriptors. Each connection tries endpoints in scheduler or
 connect succeeds (refused or timed out: marked down, next endpoint, at most `connect_retries`
 more); the client only notices if every try fails, and then as a reset.
 
-Data moves with os.splice through a pipe (socket -> pipe -> socket, no copy through Python)
-where the platform has it, and with recv_into/send otherwise. Each direction half-closes
+Data moves with recv_into/send through one shared buffer: reads start small (64 KB) and, once
+a flow is bulk, grow to what the destination's send buffer can take right now (up to 1 MB), so
+data that cannot be written on at once stays small however slow the reader. With `splice`
+on, bulk flows move with os.splice through a pipe instead (socket -> pipe -> socket, no copy
+through Python). On loopback, large copies measured faster than splice and cheaper in total
+CPU (docs/userspace.md), which is why splice is off by default. Each direction half-closes
 independently (EOF is passed on with shutdown(SHUT_WR)); a connection with no traffic for
 `idle_timeout` (or `half_close_timeout` once one side has finished) is closed.
 """
@@ -19,6 +23,7 @@ import errno
 import fcntl
 import logging
 import os
+import select
 import socket
 import struct
 from collections.abc import Callable
@@ -32,7 +37,12 @@ log = logging.getLogger("svcnet.proxy.userspace")
 
 HAVE_SPLICE = hasattr(os, "splice") and hasattr(os, "SPLICE_F_MOVE")
 SPLICE_CHUNK = 1 << 20
-COPY_CHUNK = 256 * 1024
+COPY_CHUNK = 1 << 20  # the largest read (the shared buffer's size)
+MIN_READ = 64 * 1024  # the first read of a flow, and every read after a short one
+SPLICE_AFTER = 256 * 1024  # with splice on: a read this big that came back full marks a bulk flow
+SIOCOUTQ = 0x5411  # bytes in a TCP socket's send queue (TIOCOUTQ)
+_INT = struct.Struct("i")
+_INT_ZERO = bytes(4)
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 ACCEPT_BATCH = 128
@@ -117,6 +127,8 @@ class _Pump:
         self.pipe: tuple[int, int] | None = None
         self.pending = 0  # splice: bytes in the pipe
         self.leftover: memoryview | None = None  # copy: bytes read but not yet written
+        self.request = MIN_READ  # copy: the size of the next read
+        self.short = False  # the last read returned less than it asked for
 
     def start(self) -> None:
         self.reading = True
@@ -137,12 +149,14 @@ class _Pump:
                 n = os.splice(self.sfd, self.pipe[1], SPLICE_CHUNK, flags=SPLICE_FLAGS)
             except BlockingIOError:
                 return None
+            self.short = n < SPLICE_CHUNK
             if n:
                 self.pending = n
                 self._flush_pipe()
             return n
+        size = self.request
         try:
-            n = self.src.recv_into(_SCRATCH)
+            n = self.src.recv_into(_SCRATCH_VIEW, size)
         except BlockingIOError:
             return None
         if n == 0:
@@ -154,14 +168,30 @@ class _Pump:
             pass
         if sent:
             self._account(sent)
+        self.short = n < size
         if sent < n:
             self.leftover = memoryview(bytes(_SCRATCH_VIEW[sent:n]))
-        elif n == COPY_CHUNK and self.can_splice:
+            self.request = MIN_READ
+        elif self.short:
+            self.request = MIN_READ  # interactive traffic: no extra system calls per read
+        elif self.can_splice and size >= SPLICE_AFTER:
             try:
                 self.pipe = _take_pipe()  # a bulk transfer: go zero-copy from here on
             except OSError:
                 self.can_splice = False
+        else:
+            self.request = self._room()
         return n
+
+    def _room(self) -> int:
+        """How much the destination can take now (its send buffer less what is queued in it),
+        between MIN_READ and COPY_CHUNK: a bulk flow reads no more than it can pass on."""
+        try:
+            queued = _INT.unpack(fcntl.ioctl(self.dfd, SIOCOUTQ, _INT_ZERO))[0]
+            sndbuf = self.dst.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        except OSError:
+            return MIN_READ
+        return max(MIN_READ, min(COPY_CHUNK, sndbuf - queued))
 
     def _flush_pipe(self) -> None:
         moved = 0
@@ -208,7 +238,7 @@ class _Pump:
                     self.loop.add_writer(self.dfd, self._writable)
                     self.writing = True
                     return
-                if n < (SPLICE_CHUNK if self.pipe is not None else COPY_CHUNK) and n != COPY_CHUNK:
+                if self.short:
                     # A short read emptied the socket (almost surely): skip the read that would
                     # only say EAGAIN; level-triggered readiness calls again if more came.
                     return
@@ -350,6 +380,15 @@ def _connect_timeout(fut: asyncio.Future) -> None:
         fut.set_exception(TimeoutError())
 
 
+def _connected_now(sock: socket.socket) -> bool:
+    """Whether a connect in progress has already finished (on loopback and to local pods the
+    handshake is usually done by the time connect returns): one poll instead of a trip through
+    the event loop."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
+
+
 class LocalResourceError(OSError):
     """This process cannot open a socket (EMFILE, ENFILE, ENOBUFS): not the endpoint's fault."""
 
@@ -365,7 +404,9 @@ async def connect_backend(loop: asyncio.AbstractEventLoop, b: Backend, timeout: 
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex((b.ip, b.port))
-        if err in (errno.EINPROGRESS, errno.EAGAIN):
+        if err in (errno.EINPROGRESS, errno.EAGAIN) and _connected_now(sock):
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        elif err in (errno.EINPROGRESS, errno.EAGAIN):
             fut = loop.create_future()
             fd = sock.fileno()
             loop.add_writer(fd, _done, fut)
