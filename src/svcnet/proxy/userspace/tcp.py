@@ -26,6 +26,7 @@ import os
 import select
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ SPLICE_CHUNK = 1 << 20
 COPY_CHUNK = 1 << 20  # the largest read (the shared buffer's size)
 MIN_READ = 64 * 1024  # the first read of a flow, and every read after a short one
 SPLICE_AFTER = 256 * 1024  # with splice on: a read this big that came back full marks a bulk flow
-SIOCOUTQ = 0x5411  # bytes in a TCP socket's send queue (TIOCOUTQ)
+SIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)  # on a TCP socket: bytes in its send queue
 _INT = struct.Struct("i")
 _INT_ZERO = bytes(4)
 PIPE_SIZE = 1 << 20
