@@ -332,8 +332,9 @@ class Tx:
     evaluate without first reading the whole table back from the kernel: a chain's rules as
     `add chain NAME { rule ; rule ; }` and new elements as `add map NAME { spec ; elements =
     { ... } ; }`. Both forms need only nft's table cache, while `add rule` and `add element`
-    make it dump every chain and set of the table (70-90 ms at 10k services, measured in
-    docs/nftables.md). Element deletions have no such form and still pay for the dump.
+    make it dump every chain and set of the table (about 75 ms at 10k services; see
+    docs/nftables.md and docs/benchmarks.md). Element deletions have no such form and still pay
+    for the dump.
     """
 
     __slots__ = ("incremental", "lines", "pending", "prefix", "specs")
