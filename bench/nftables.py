@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import statistics
 import struct
 import subprocess
@@ -130,6 +131,7 @@ class Lab:
                 proc.wait(timeout=5)
         for ns in reversed(self.made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def service_ip(i: int) -> str:
