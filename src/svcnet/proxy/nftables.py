@@ -529,7 +529,7 @@ class NftablesSyncer:
         tx.rule(MASQUERADING_CHAIN, f"mark and {mark} == 0 return")
         tx.rule(MASQUERADING_CHAIN, f"mark set mark xor {mark}")
         tx.rule(MASQUERADING_CHAIN, "masquerade fully-random")
-        specs = container_specs(w)
+        specs = self.specs
         tx.lines.append(f"add set {tx.prefix} {CLUSTER_IPS_SET} {{ {specs[CLUSTER_IPS_SET][1]} ; }}")
         tx.rule(CLUSTER_IPS_CHECK, f'{ipx} daddr @{CLUSTER_IPS_SET} reject '
                                    'comment "Reject traffic to invalid ports of ClusterIPs"')
@@ -593,14 +593,10 @@ class NftablesSyncer:
             self._setup(tx)
             outputs: dict[ServicePortName, PortOutput] = {}
             elements: dict[str, dict] = {name: {} for _k, name in ELEMENT_CONTAINERS}
-            old_chains = set(self.chains)
-            old_affinity = set(self.affinity_sets)
             todo = sorted(svc_port_map)
         else:
             outputs = dict(self.outputs)
             elements = {name: dict(v) for name, v in self.elements.items()} if changed else self.elements
-            old_chains = set(self.chains)
-            old_affinity = set(self.affinity_sets)
             todo_set: set[ServicePortName] = set()
             for key in changed:
                 todo_set.update(self.by_service.get(key, ()))
@@ -608,6 +604,8 @@ class NftablesSyncer:
                 changed_ports = {spn for spn in svc_port_map if spn.service in changed}
             todo_set.update(spn for spn in changed_ports if spn.service in changed)
             todo = sorted(todo_set)
+        old_chains = set(self.chains)  # less the stale chains deleted below
+        old_affinity = self.affinity_sets
         stale = dict(self.stale_chains)
         # Stale chains unreferenced long enough are deleted first (they are already empty).
         for chain, since in sorted(stale.items()):
@@ -679,13 +677,12 @@ class NftablesSyncer:
             for container, key, value, comment in new.elements:
                 new_keys.add((container, key))
                 current = elements[container].get(key)
-                if current is not None and not full:
+                if current is not None:
                     if current[0] == value and current[1] == comment:
-                        elements[container][key] = (value, comment, spn)
-                        continue
-                    tx.delete_element(container, key)
-                elif current is not None and full:
-                    if current[0] == value and current[1] == comment:
+                        # unchanged; a partial sync hands it to this port (its old owner may be
+                        # going), a full one leaves it with the first port that wrote it
+                        if not full:
+                            elements[container][key] = (value, comment, spn)
                         continue
                     tx.delete_element(container, key)
                 tx.add_element(container, key, value, comment)
