@@ -81,6 +81,8 @@ class LazyNftRule:
 # Below this many lines every rule and element is read at once, so that any error is reported
 # up front; above it they are read when a packet first needs them (see docs/trace.md).
 LAZY_MIN_LINES = 5000
+# the lines of a chain block that are not rules
+CHAIN_ATTRIBUTES = ("type ", "policy ", "comment ", "devices ", "device ")
 
 
 def parse_nft(text: str, lazy: bool | None = None) -> NftRuleset:
@@ -277,20 +279,25 @@ class _Parser:
                 pass
             elif line == "}":
                 return no + 1
-            elif line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
-                self.toks, self.i = self.tokenize(no, no), 0
-                word = self.peek()
-                if word == "type":
-                    self.chain_spec(chain)
-                else:
-                    self.i += 1
-                    value = self.word(word or "")
-                    if word == "policy":
-                        chain.policy = value
+            elif line.startswith(CHAIN_ATTRIBUTES):
+                self.chain_attribute(chain, no)
             else:
                 self.pending_rules.append((table.key, name, no + 1, line, line))
             no += 1
         raise RuleParseError(no, self.lines[-1], f"chain {name} is not closed with '}}'")
+
+    def chain_attribute(self, chain: NftChain, no: int) -> None:
+        """Line `no` (0-based) of a chain block, one of CHAIN_ATTRIBUTES: type/hook/priority
+        and policy are kept, the others read and dropped."""
+        self.toks, self.i = self.tokenize(no, no), 0
+        word = self.peek()
+        if word == "type":
+            self.chain_spec(chain)
+        else:
+            self.i += 1
+            value = self.word(word or "")
+            if word == "policy":
+                chain.policy = value
 
     def set_lines(self, table: NftTable, no: int) -> int:
         """A set/map block: its definition through the token parser, its elements kept as

@@ -17,6 +17,7 @@ from svcnet.netfilter.errors import RuleParseError
 from svcnet.netfilter.iptables import LineIndex
 from svcnet.netfilter.nft import (
     _TOKEN,
+    CHAIN_ATTRIBUTES,
     FAMILIES,
     LAZY_MIN_LINES,
     LazyNftRule,
@@ -311,17 +312,8 @@ class _FastListing:
             line = _strip_hash_comment(raw).strip()
             if not line:
                 continue
-            if line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
-                parser.toks = [Tok(m.group(0), no) for m in _TOKEN.finditer(line)] + [Tok("\n", no)]
-                parser.i = 0
-                word = parser.peek()
-                if word == "type":
-                    parser.chain_spec(chain)
-                else:
-                    parser.i += 1
-                    value = parser.word(word or "")
-                    if word == "policy":
-                        chain.policy = value
+            if line.startswith(CHAIN_ATTRIBUTES):
+                parser.chain_attribute(chain, no - 1)  # block() put the line in parser.lines
             else:
                 chain.rules.append(LazyNftRule(parser, table, name, no, line, line))
         return chain
