@@ -20,7 +20,7 @@ from typing import Any
 
 from svcnet.api.errors import bad_request
 from svcnet.api.resources import Resource
-from svcnet.api.validation.common import is_qualified_name, is_valid_label_value
+from svcnet.api.validation.common import dig, is_qualified_name, is_valid_label_value
 
 __all__ = [
     "FieldSelector",
@@ -680,14 +680,6 @@ def parse_field_selector(text: str, resource: Resource | None = None) -> FieldSe
     return FieldSelector(tuple(terms), resource)
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -698,10 +690,10 @@ def _text(value: Any) -> str:
 
 def _pod_ip(obj: dict[str, Any]) -> str:
     # Upstream reads PodIPs[0]; v1 -> internal conversion fills PodIPs from podIP when empty.
-    pod_ips = _get(obj, "status", "podIPs")
+    pod_ips = dig(obj, "status", "podIPs")
     if isinstance(pod_ips, list) and pod_ips and isinstance(pod_ips[0], dict):
         return _text(pod_ips[0].get("ip"))
-    return _text(_get(obj, "status", "podIP"))
+    return _text(dig(obj, "status", "podIP"))
 
 
 def field_set(resource: Resource, obj: dict[str, Any]) -> dict[str, str]:
@@ -710,34 +702,34 @@ def field_set(resource: Resource, obj: dict[str, Any]) -> dict[str, str]:
     Missing values are "", booleans "true"/"false". ``status.podIPs`` is accepted as a label by
     upstream but not in its field set, so (as upstream) it only ever matches "".
     """
-    fields = {"metadata.name": _text(_get(obj, "metadata", "name"))}
+    fields = {"metadata.name": _text(dig(obj, "metadata", "name"))}
     if resource.namespaced:
-        fields["metadata.namespace"] = _text(_get(obj, "metadata", "namespace"))
+        fields["metadata.namespace"] = _text(dig(obj, "metadata", "namespace"))
     gvk = (resource.api_version, resource.kind)
     if gvk == ("v1", "Pod"):
         fields.update(
             {
-                "spec.nodeName": _text(_get(obj, "spec", "nodeName")),
-                "spec.restartPolicy": _text(_get(obj, "spec", "restartPolicy")),
-                "spec.schedulerName": _text(_get(obj, "spec", "schedulerName")),
-                "spec.serviceAccountName": _text(_get(obj, "spec", "serviceAccountName")),
-                "spec.hostNetwork": "true" if _get(obj, "spec", "hostNetwork") is True else "false",
-                "status.phase": _text(_get(obj, "status", "phase")),
+                "spec.nodeName": _text(dig(obj, "spec", "nodeName")),
+                "spec.restartPolicy": _text(dig(obj, "spec", "restartPolicy")),
+                "spec.schedulerName": _text(dig(obj, "spec", "schedulerName")),
+                "spec.serviceAccountName": _text(dig(obj, "spec", "serviceAccountName")),
+                "spec.hostNetwork": "true" if dig(obj, "spec", "hostNetwork") is True else "false",
+                "status.phase": _text(dig(obj, "status", "phase")),
                 "status.podIP": _pod_ip(obj),
-                "status.nominatedNodeName": _text(_get(obj, "status", "nominatedNodeName")),
+                "status.nominatedNodeName": _text(dig(obj, "status", "nominatedNodeName")),
             }
         )
     elif gvk == ("v1", "Service"):
-        fields["spec.clusterIP"] = _text(_get(obj, "spec", "clusterIP"))
-        fields["spec.type"] = _text(_get(obj, "spec", "type"))
+        fields["spec.clusterIP"] = _text(dig(obj, "spec", "clusterIP"))
+        fields["spec.type"] = _text(dig(obj, "spec", "type"))
     elif gvk == ("v1", "Node"):
-        fields["spec.unschedulable"] = "true" if _get(obj, "spec", "unschedulable") is True else "false"
+        fields["spec.unschedulable"] = "true" if dig(obj, "spec", "unschedulable") is True else "false"
     elif gvk == ("v1", "Namespace"):
-        fields["status.phase"] = _text(_get(obj, "status", "phase"))
+        fields["status.phase"] = _text(dig(obj, "status", "phase"))
     elif gvk == ("v1", "Event"):
         for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
-            fields[f"involvedObject.{name}"] = _text(_get(obj, "involvedObject", name))
-        source = _text(_get(obj, "source", "component")) or _text(obj.get("reportingComponent"))
+            fields[f"involvedObject.{name}"] = _text(dig(obj, "involvedObject", name))
+        source = _text(dig(obj, "source", "component")) or _text(obj.get("reportingComponent"))
         fields.update(
             {
                 "reason": _text(obj.get("reason")),
