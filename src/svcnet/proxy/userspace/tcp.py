@@ -112,9 +112,10 @@ class _Pump:
     chunk): read what is there, write it on; if the destination is full, stop reading the
     source and wait until the destination is writable again.
 
-    Reads start in copy mode through the shared buffer; once a read fills it (a bulk transfer)
-    and splice is allowed, the direction switches to os.splice through a pipe (taken from a
-    small pool), so bulk data never passes through Python while short exchanges stay cheap."""
+    Reads start in copy mode through the shared buffer; once a read of at least SPLICE_AFTER
+    comes back full (a bulk transfer) and splice is allowed, the direction switches to os.splice
+    through a pipe (taken from a small pool), so bulk data never passes through Python while
+    short exchanges stay cheap."""
 
     def __init__(self, conn: TcpConnection, src: socket.socket, dst: socket.socket, inbound: bool,
                  use_splice: bool) -> None:
@@ -335,11 +336,11 @@ class TcpConnection:
         else:
             self._arm_timer()
 
-    def abort(self, reason: str, reset: bool = True) -> None:
-        """Close both sides now (reset by default): drain timeout, idle timeout, errors."""
+    def abort(self, reason: str) -> None:
+        """Reset both sides now: drain timeout, idle timeout, errors."""
         if not self.reason:
             self.reason = reason
-        self._close(reset)
+        self._close(reset=True)
 
     def _close(self, reset: bool) -> None:
         if self._closed is None or self._closed.done():

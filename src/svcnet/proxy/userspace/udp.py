@@ -82,7 +82,7 @@ class UdpFlow:
         else:
             self._timer = self.loop.call_later(limit - idle, self._check_idle)
 
-    def abort(self, reason: str = "", reset: bool = True) -> None:
+    def abort(self, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
