@@ -46,7 +46,6 @@ class Balancer:
         self.backends: list[Backend] = []
         self._signature: list[tuple[int, int]] | None = None
         self.affinity: dict[str, AffinityEntry] = {}
-        self.no_endpoint_rejects = 0
 
     def set_backends(self, backends: Sequence[Backend]) -> None:
         signature = [(id(b), b.weight) for b in backends]

@@ -27,7 +27,7 @@ from svcnet.proxy.ipnet import parse_ip
 from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
 from svcnet.proxy.state import ProxyState
 from svcnet.proxy.topology import categorize_endpoints
-from svcnet.proxy.userspace.balancer import Balancer, PortBackends
+from svcnet.proxy.userspace.balancer import Balancer, PortBackends, connect_ok
 from svcnet.proxy.userspace.options import UserspaceOptions
 from svcnet.proxy.userspace.redirect import RedirectEntry, Redirector, nft_works
 from svcnet.proxy.userspace.schedulers import SCHEDULERS, Backend, make_scheduler
@@ -366,9 +366,7 @@ class UserspaceProxier:
                 b.down_until = self.clock() + max(self.opts.health_check_interval, 1.0)
                 return
             sock.close()
-            if b.down_until:
-                b.failures = 0
-                b.down_until = 0.0
+            connect_ok(b)
 
         await asyncio.gather(*(check(b) for b in checks))
 
