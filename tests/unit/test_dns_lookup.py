@@ -136,6 +136,27 @@ def test_index_reverse_maps_follow_changes() -> None:
     assert changes[-1] is None  # a sync may change anything
 
 
+def test_index_ignores_updates_dns_does_not_see() -> None:
+    index = ClusterIndex()
+    changes: list[str | None] = []
+    index.on_change(changes.append)
+    svc, slice_ = _objects(1)[1:]
+    index.set_service(svc)
+    index.set_slice(slice_)
+    generation = index.generation
+    # A resync delivers the same objects; a status or annotation change is invisible to DNS.
+    index.set_service(svc)
+    index.set_service({**svc, "metadata": {**svc["metadata"], "annotations": {"a": "b"}}, "status": {}})
+    index.set_slice(slice_)
+    not_ready = {"addresses": ["10.9.9.9"], "conditions": {"ready": False}}
+    index.set_slice({**slice_, "endpoints": [*slice_["endpoints"], not_ready]})
+    assert changes == ["n", "n"] and index.generation == generation
+    # A change DNS answers from still counts.
+    index.set_slice({**slice_, "endpoints": [*slice_["endpoints"], {**not_ready, "conditions": {}}]})
+    assert changes == ["n", "n", "n"] and index.generation == generation + 1
+    assert "10.9.9.9" in index.slices_by_ip
+
+
 def test_forwarder_cache_ages_ttls() -> None:
     fw = Forwarder([("127.0.0.1", 9)])
     q = dns.message.make_query("www.example.test.", "A")

@@ -60,8 +60,12 @@ class ClusterIndex:
     # -- services ------------------------------------------------------------------------------
 
     def set_service(self, obj: Obj) -> None:
-        self._drop_service(_key(obj))
         svc = service_from_object(obj)
+        if self.services.get(_key(obj)) == svc:
+            # A resync, or a change DNS does not see (status, annotations): keep the cached
+            # answers and the SOA serial, as CoreDNS's serviceModified does.
+            return
+        self._drop_service(_key(obj))
         key = (svc.namespace, svc.name)
         self.services[key] = svc
         for ip in svc.cluster_ips:
@@ -83,8 +87,12 @@ class ClusterIndex:
     # -- endpoint slices -----------------------------------------------------------------------
 
     def set_slice(self, obj: Obj) -> None:
-        self._drop_slice(_key(obj))
         sl = slice_from_object(obj)
+        if self.slices.get(_key(obj)) == sl:
+            # Nothing DNS answers from changed (a resync, conditions of endpoints that stay not
+            # ready, an FQDN slice): keep the cached answers, as CoreDNS's endpointsEquivalent does.
+            return
+        self._drop_slice(_key(obj))
         if sl is not None:
             key = (sl.namespace, sl.name)
             self.slices[key] = sl
