@@ -84,7 +84,7 @@ def needs_health_check(svc: Any) -> bool:
 
 
 def _go_ip_families(values: Any) -> GoValue:
-    return go_slice(values if values is not None else None, "[]core.IPFamily")
+    return go_slice(values, "[]core.IPFamily")
 
 
 def _go_service_port(protocol: str, port: int) -> GoValue:
@@ -160,7 +160,7 @@ def validate_cluster_ips_related_fields(svc: Any) -> list[FieldError]:
     cluster_ip = as_str(spec.get("clusterIP"))
     cluster_ips = [as_str(ip) for ip in as_list(spec.get("clusterIPs"))]
     families = [as_str(f) for f in as_list(spec.get("ipFamilies"))]
-    rendered_ips = go_slice(spec.get("clusterIPs") if spec.get("clusterIPs") is not None else None)
+    rendered_ips = go_slice(spec.get("clusterIPs"))
 
     if cluster_ip:
         if not cluster_ips:
@@ -451,7 +451,7 @@ def _validate_upgrade_downgrade_cluster_ips(old: Any, svc: Any) -> list[FieldErr
     errs: list[FieldError] = []
     old_ips = [as_str(ip) for ip in as_list(old_spec.get("clusterIPs"))]
     new_ips = [as_str(ip) for ip in as_list(spec.get("clusterIPs"))]
-    rendered = go_slice(spec.get("clusterIPs") if spec.get("clusterIPs") is not None else None)
+    rendered = go_slice(spec.get("clusterIPs"))
     if len(old_ips) == len(new_ips):
         for i, ip in enumerate(old_ips):
             if ip != new_ips[i]:
@@ -485,7 +485,7 @@ def _validate_upgrade_downgrade_ip_families(old: Any, svc: Any) -> list[FieldErr
     new_families = [as_str(f) for f in as_list(spec.get("ipFamilies"))]
     rendered_families = _go_ip_families(spec.get("ipFamilies"))
     # Upstream prints the clusterIPs (not the families) in two of these messages.
-    rendered_ips = go_slice(spec.get("clusterIPs") if spec.get("clusterIPs") is not None else None)
+    rendered_ips = go_slice(spec.get("clusterIPs"))
     if len(old_families) == len(new_families):
         for i, family in enumerate(old_families):
             if family != new_families[i]:
