@@ -332,13 +332,9 @@ def validate_service(svc: Any) -> list[FieldError]:
     if not ports and not headless and svc_type != "ExternalName":
         errs.append(required("spec.ports"))
 
-    if svc_type == "LoadBalancer" and headless:
+    if svc_type in ("LoadBalancer", "NodePort") and headless:
         errs.append(
-            invalid_value("spec.clusterIPs[0]", "None", "may not be set to 'None' for LoadBalancer services")
-        )
-    elif svc_type == "NodePort" and headless:
-        errs.append(
-            invalid_value("spec.clusterIPs[0]", "None", "may not be set to 'None' for NodePort services")
+            invalid_value("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {svc_type} services")
         )
     elif svc_type == "ExternalName":
         if cluster_ips:
