@@ -96,6 +96,10 @@ class Scheduler(ABC):
     def candidates(self, usable: Usable) -> list[Backend]:
         return [b for b in self.backends if b.weight > 0 and usable(b)]
 
+    def first_usable(self, usable: Usable) -> Backend | None:
+        """The table schedulers' last resort: the first usable server in list order."""
+        return next((b for b in self.backends if b.weight > 0 and usable(b)), None)
+
     @abstractmethod
     def pick(self, ctx: PickContext, usable: Usable = _all) -> Backend | None: ...
 
@@ -271,10 +275,7 @@ class _HashTableScheduler(Scheduler):
                 return b
         # Weights summing past the table size leave some servers without a bucket (as in
         # IPVS); rather than fail while one of them is usable, take it.
-        for b in self.backends:
-            if b.weight > 0 and usable(b):
-                return b
-        return None
+        return self.first_usable(usable)
 
 
 class DestinationHashingScheduler(_HashTableScheduler):
@@ -370,20 +371,16 @@ class MaglevScheduler(Scheduler):
     def pick(self, ctx: PickContext, usable: Usable = _all) -> Backend | None:
         if not self.table:
             return None
-        h = stable_hash(self.key(ctx))
-        slot = h % self.table_size
-        b = self.table[slot]
+        key = self.key(ctx)
+        b = self.table[stable_hash(key) % self.table_size]
         if usable(b):
             return b
         # mh-fallback: rehash with a salt until a usable server turns up, then scan.
         for salt in range(1, 8):
-            b = self.table[stable_hash(f"{salt}/{self.key(ctx)}") % self.table_size]
+            b = self.table[stable_hash(f"{salt}/{key}") % self.table_size]
             if usable(b):
                 return b
-        for b in self.backends:
-            if b.weight > 0 and usable(b):
-                return b
-        return None
+        return self.first_usable(usable)
 
 
 class PowerOfTwoChoicesScheduler(Scheduler):
