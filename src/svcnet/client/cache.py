@@ -78,27 +78,12 @@ class ObjectCache:
     def get_by_key(self, key: str) -> Obj | None:
         return self._items.get(key)
 
-    def keys(self) -> list[str]:
-        return list(self._items)
-
-    def namespaces(self) -> list[str]:
-        """The namespaces that hold at least one object."""
-        return [ns for ns, items in self._by_namespace.items() if items]
-
     def by_index(self, index_name: str, value: str) -> list[Obj]:
         """The objects an indexer filed under ``value``; KeyError for an unknown index name."""
         if index_name not in self._indexers:
             raise KeyError(f"index {index_name!r} does not exist")
         keys = self._indices[index_name].get(value, ())
         return [self._items[k] for k in keys]
-
-    def index_values(self, index_name: str) -> list[str]:
-        if index_name not in self._indexers:
-            raise KeyError(f"index {index_name!r} does not exist")
-        return [v for v, keys in self._indices[index_name].items() if keys]
-
-    def resource_versions(self) -> dict[str, str]:
-        return {k: (o.get("metadata") or {}).get("resourceVersion", "") for k, o in self._items.items()}
 
     # -- indexers ------------------------------------------------------------------------------
 
@@ -135,15 +120,6 @@ class ObjectCache:
         if old is not None:
             self._unindex(key, old)
         return old
-
-    def replace(self, objs: Iterable[Obj]) -> None:
-        """Replace the whole content (a relist); indexes are rebuilt."""
-        self._items = {}
-        self._by_namespace = {}
-        for name in self._indices:
-            self._indices[name] = {}
-        for obj in objs:
-            self.upsert(obj)
 
     def _unindex(self, key: str, old: Obj) -> None:
         namespace = (old.get("metadata") or {}).get("namespace") or ""

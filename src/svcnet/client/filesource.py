@@ -75,7 +75,7 @@ def _display(path: str) -> str:
     return "<stdin>" if path == STDIN else path
 
 
-def _parse_json(text: str, path: str) -> list[tuple[int, Any]] | None:
+def _parse_json(text: str) -> list[tuple[int, Any]] | None:
     """The one JSON document of a file, or None when the text is not plain JSON (a JSON stream
     or YAML in flow style is then left to the YAML parser)."""
     try:
@@ -108,7 +108,7 @@ def parse_documents(text: str, path: str) -> list[tuple[int, Any]]:
     """(document number, parsed value) for every document of one file, empty ones included."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
-        docs = _parse_json(text, path)
+        docs = _parse_json(text)
         if docs is not None:
             return docs
         try:

@@ -275,11 +275,10 @@ class Informer:
         obj.setdefault("kind", self.resource.kind)
         async with self._lock:
             if kind == "DELETED":
-                old = self.cache.remove(obj)
+                self.cache.remove(obj)
                 if _rv(obj):
                     self.last_sync_resource_version = _rv(obj)
                 # The event's object is the final state; deliver it even if never cached.
-                del old
                 await self.handlers.deleted(obj)
                 return
             old = self.cache.upsert(obj)
