@@ -35,17 +35,17 @@ class RedirectEntry:
     comment: str = ""
 
 
-def _family_ok(entry: RedirectEntry, ipv6: bool) -> bool:
-    return (":" in entry.ip) == ipv6
+def _of_family(entries: list[RedirectEntry], ipv6: bool) -> list[RedirectEntry]:
+    """The entries of one IP family, in a stable order (unchanged entries render the same text)."""
+    return sorted(e for e in entries if (":" in e.ip) == ipv6)
 
 
 def render_iptables(entries: list[RedirectEntry], ipv6: bool = False) -> str:
     mask = "/128" if ipv6 else "/32"
+    mine = _of_family(entries, ipv6)
     lines = ["*nat", f":{CONTAINER_CHAIN} - [0:0]", f":{HOST_CHAIN} - [0:0]"]
     for chain in (CONTAINER_CHAIN, HOST_CHAIN):
-        for e in sorted(entries):
-            if not _family_ok(e, ipv6):
-                continue
+        for e in mine:
             comment = f'-m comment --comment "{e.comment}" ' if e.comment else ""
             lines.append(f"-A {chain} {comment}-p {e.protocol} -m {e.protocol} -d {e.ip}{mask} "
                          f"--dport {e.port} -j REDIRECT --to-ports {e.proxy_port}")
@@ -55,19 +55,11 @@ def render_iptables(entries: list[RedirectEntry], ipv6: bool = False) -> str:
 
 def render_nft(entries: list[RedirectEntry], ipv6: bool = False) -> str:
     family = "ip6" if ipv6 else "ip"
-    rules = []
-    for e in sorted(entries):
-        if not _family_ok(e, ipv6):
-            continue
-        comment = f' comment "{e.comment}"' if e.comment else ""
-        rules.append(f"\t\t{family} daddr {e.ip} {e.protocol} dport {e.port} "
-                     f"redirect to :{e.proxy_port}{comment}")
-    body = "\n".join(rules)
-    chains = []
-    for name, hook in (("prerouting", "prerouting"), ("output", "output")):
-        chains.append(f"\tchain {name} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n"
-                      f"{body}\n\t}}" if body else
-                      f"\tchain {name} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n\t}}")
+    rules = "".join(f"\t\t{family} daddr {e.ip} {e.protocol} dport {e.port} redirect to :{e.proxy_port}"
+                    + (f' comment "{e.comment}"' if e.comment else "") + "\n"
+                    for e in _of_family(entries, ipv6))
+    chains = [f"\tchain {hook} {{\n\t\ttype nat hook {hook} priority -100; policy accept;\n{rules}\t}}"
+              for hook in ("prerouting", "output")]
     table = f"table {family} {NFT_TABLE} {{\n" + "\n".join(chains) + "\n}\n"
     # add + delete + define: replaces the table in one transaction whether it existed or not
     return f"add table {family} {NFT_TABLE}\ndelete table {family} {NFT_TABLE}\n{table}"
