@@ -27,7 +27,7 @@ from typing import Annotated
 import typer
 
 from svcnet.cli.common import parse_host_port
-from svcnet.node.runtime import alive, start_ticks
+from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
 
 log = logging.getLogger("svcnet.up")
 
@@ -37,36 +37,19 @@ def register(app: typer.Typer) -> None:
 
 
 def start_server(
-    data_dir: Path, listen: str, log_path: Path, extra: list[str]
+    data_dir: Path, listen: str, log_dir: Path, extra: list[str]
 ) -> tuple[subprocess.Popen, str]:
     """`svcnet server` in a session of its own (so the terminal's Ctrl-C reaches only us and we
-    stop things in order); returns the process and its URL once it serves."""
+    stop things in order), logging to LOG_DIR/server.log; returns the process and its URL once
+    it serves."""
     url_file = data_dir / "server-url"
     url_file.unlink(missing_ok=True)
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "svcnet",
-                "server",
-                "--data-dir",
-                str(data_dir),
-                "--listen",
-                listen,
-                "--log-level",
-                "warning",
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+    log_path = log_dir / "server.log"
+    proc = spawn_child(
+        "server",
+        ["server", "--data-dir", str(data_dir), "--listen", listen, "--log-level", "warning", *extra],
+        log_dir,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -101,18 +84,6 @@ def stop_previous_server(data_dir: Path) -> None:
     (data_dir / "up.json").unlink(missing_ok=True)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 async def apply_manifests(kubeconfig: Path, paths: list[str]) -> list[str]:
     """Create the objects in PATHS (namespaces first; an existing object is left as it is)."""
     from svcnet.client.api import ApiClient, ApiError
@@ -130,6 +101,14 @@ async def apply_manifests(kubeconfig: Path, paths: list[str]) -> list[str]:
             except ApiError as e:
                 done.append(f"{what} unchanged" if e.code == 409 else f"{what}: {e}")
     return done
+
+
+def host_of(text: str, flag: str) -> str:
+    """The host of FLAG's HOST:PORT value (a usage error if it is not one)."""
+    try:
+        return parse_host_port(text)[0]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from exc
 
 
 def up(
@@ -156,11 +135,7 @@ def up(
     if os.geteuid() != 0:
         up_local(data_dir, filename, listen, dns_listen)
         return
-    try:
-        host, _port = parse_host_port(listen)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--listen") from exc
-    if host not in ("127.0.0.1", "localhost"):
+    if host_of(listen, "--listen") not in ("127.0.0.1", "localhost"):
         raise typer.BadParameter(
             "the lab reaches the API server through loopback relays", param_hint="--listen"
         )
@@ -173,7 +148,7 @@ def up(
     server, url = start_server(
         data_dir,
         listen,
-        data_dir / "logs" / "server.log",
+        data_dir / "logs",
         ["--service-cluster-ip-range", SERVICE_CIDR, "--cluster-cidr", CLUSTER_CIDR, "--lb-pool", LB_POOL],
     )
     kubeconfig = data_dir / "admin.kubeconfig"
@@ -216,7 +191,7 @@ def up(
     try:
         asyncio.run(main())
     finally:
-        stop_process(server)
+        stop_group(server)
         (data_dir / "up.json").unlink(missing_ok=True)
         print("svcnet up: stopped; nothing left behind.", file=sys.stderr)
 
@@ -253,16 +228,13 @@ LOCAL_NODE = "local"
 
 def spawn_child(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
     """`svcnet ARGS` in a session of its own (stopped by its PID, as a process group)."""
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_dir / f"{name}.log", "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "svcnet", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=child_env(),
             start_new_session=True,
         )
 
@@ -276,27 +248,18 @@ def stop_local_children(data_dir: Path) -> None:
         return
     if prev.get("pid") and alive(int(prev["pid"]), None) and int(prev["pid"]) != os.getpid():
         return  # still running: stop_previous_server refuses to start a second one
-    for c in prev.get("children") or []:
-        if c.get("pid") and c.get("ticks") is not None and alive(int(c["pid"]), c["ticks"]):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(c["pid"]), signal.SIGKILL)
+    from svcnet.lab.lab import kill_recorded_children
+
+    kill_recorded_children(prev)
 
 
 def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen: str) -> None:
     """No root: the API server (loopback endpoints allowed), the controllers, the workloads and
     scheduler, one node agent running pods as local processes on 127.244.0.0/16, the user-space
     proxy binding ClusterIPs of 127.96.0.0/16 directly (no rules), and the DNS on a high port."""
-    try:
-        host, _port = parse_host_port(listen)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--listen") from exc
-    if host not in ("127.0.0.1", "localhost"):
+    if host_of(listen, "--listen") not in ("127.0.0.1", "localhost"):
         raise typer.BadParameter("without root everything runs on loopback", param_hint="--listen")
-    try:
-        dns_host, _dns_port = parse_host_port(dns_listen)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--dns-listen") from exc
-    if not dns_host.startswith("127."):
+    if not host_of(dns_listen, "--dns-listen").startswith("127."):
         raise typer.BadParameter("without root everything runs on loopback", param_hint="--dns-listen")
     data_dir = data_dir.resolve()
     log_dir = data_dir / "logs"
@@ -306,7 +269,7 @@ def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen
     server, url = start_server(
         data_dir,
         listen,
-        log_dir / "server.log",
+        log_dir,
         [
             "--service-cluster-ip-range",
             LOCAL_SERVICE_CIDR,
@@ -386,8 +349,8 @@ def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen
             # The agent first (it stops its pods), then the rest.
             for name, proc in children:
                 if name.startswith("agent-"):
-                    await asyncio.to_thread(stop_process, proc, 15)
-            await asyncio.gather(*(asyncio.to_thread(stop_process, p) for _n, p in children))
+                    await asyncio.to_thread(stop_group, proc, 15)
+            await asyncio.gather(*(asyncio.to_thread(stop_group, p) for _n, p in children))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(workloads, 5)
 
@@ -395,8 +358,8 @@ def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen
         asyncio.run(main())
     finally:
         for _name, proc in children:
-            stop_process(proc)
-        stop_process(server)
+            stop_group(proc)
+        stop_group(server)
         (data_dir / "up.json").unlink(missing_ok=True)
         print("svcnet up: stopped; nothing left behind.", file=sys.stderr)
 

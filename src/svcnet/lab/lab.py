@@ -31,7 +31,7 @@ from svcnet.lab import topology
 from svcnet.lab.relay import Relay
 from svcnet.lab.routes import LabNetwork, node_ready
 from svcnet.lab.topology import CLUSTER_CIDR, CLUSTER_DNS_IP, GATEWAY_IP, Topology
-from svcnet.node.runtime import alive, start_ticks
+from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +83,13 @@ class Lab:
         cmd = [sys.executable, "-m", "svcnet", *args]
         if netns_name:
             cmd = ["ip", "netns", "exec", netns_name, *cmd]
-        env = dict(os.environ)
-        src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env,
+                env=child_env(),
                 start_new_session=True,
             )
         child = Child(name, proc, log_path)
@@ -124,19 +121,6 @@ class Lab:
         tmp = self.data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.data_dir / STATE_FILE)
-
-    @staticmethod
-    def stop_child(child: Child, timeout: float = 5.0) -> None:
-        if child.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.proc.pid, signal.SIGTERM)
-        try:
-            child.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.proc.pid, signal.SIGKILL)
-            child.proc.wait(5)
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
@@ -321,8 +305,8 @@ class Lab:
         # Agents first (they stop their pods and remove the pod namespaces), then the rest.
         agents = [c for c in self.children if c.name.startswith("agent-")]
         others = [c for c in self.children if c not in agents]
-        await asyncio.gather(*(asyncio.to_thread(self.stop_child, c, 8.0) for c in agents))
-        await asyncio.gather(*(asyncio.to_thread(self.stop_child, c) for c in others))
+        await asyncio.gather(*(asyncio.to_thread(stop_group, c.proc, 8.0) for c in agents))
+        await asyncio.gather(*(asyncio.to_thread(stop_group, c.proc, 5.0) for c in others))
         for relay in self.relays:
             await relay.stop()
         if self.source is not None:

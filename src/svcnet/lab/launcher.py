@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from svcnet.node.runtime import child_env
+
 SRC = Path(__file__).resolve().parents[2]
 
 
@@ -85,8 +87,6 @@ def start_cluster(
 ) -> Cluster:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "up.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             [
@@ -105,7 +105,7 @@ def start_cluster(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=child_env(),
         )
     cluster = Cluster(data_dir, proc, log_path)
     deadline = time.monotonic() + timeout

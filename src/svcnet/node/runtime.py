@@ -1,6 +1,9 @@
 """Container processes: start one (through the shim, inside the pod's network and UTS
 namespaces, in a session of its own), wait for it (as its parent, or by polling when it was
-adopted after an agent restart), and stop it (SIGTERM, the grace period, SIGKILL)."""
+adopted after an agent restart), and stop it (SIGTERM, the grace period, SIGKILL).
+
+Also the few process helpers the lab and `svcnet up` share with the agent: the environment of a
+`python -m svcnet...` child, telling a recorded PID from a reused one, stopping a child's group."""
 
 from __future__ import annotations
 
@@ -10,12 +13,37 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 SRC_DIR = str(Path(__file__).resolve().parents[2])
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """BASE (default: our own environment) with this source tree first on PYTHONPATH, so a
+    `python -m svcnet...` child imports the same svcnet as its parent."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = SRC_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM to the process group of PROC (a child started in a session of its own), up to
+    TIMEOUT seconds for it to exit, then SIGKILL to the group."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def start_ticks(pid: int) -> int | None:
@@ -127,8 +155,7 @@ async def spawn(
     log_file: Path,
 ) -> Process:
     status_file.unlink(missing_ok=True)
-    shim_env = dict(env)
-    shim_env["PYTHONPATH"] = SRC_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    shim_env = child_env(env)
     # The pod's network namespace and a UTS namespace of its own (its hostname); a
     # hostNetwork pod (hostname None) shares the node's network namespace and hostname.
     cmd = [sys.executable, "-m", "svcnet.node.shim"]
