@@ -19,7 +19,7 @@ import asyncio
 import base64
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,7 +178,7 @@ class EtcdClient:
 
     async def open_watch(self, create_request: dict[str, Any]) -> tuple[aiohttp.ClientResponse, int]:
         """Open a watch stream on the current endpoint (failing over as ``call`` does).
-        The caller reads it with ``stream_messages`` and closes the response."""
+        The caller (EtcdWatch) reads its newline-delimited messages and closes the response."""
         deadline = time.monotonic() + self.timeout
         last_problem = "no endpoint answered"
         body = orjson.dumps({"create_request": create_request})
@@ -211,20 +211,6 @@ class EtcdClient:
 
     def failed(self, index: int) -> None:
         self._rotate(index)
-
-
-async def stream_messages(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
-    """The newline-delimited JSON messages of a gateway stream."""
-    buffer = b""
-    async for chunk in resp.content.iter_any():
-        buffer += chunk
-        while True:
-            end = buffer.find(b"\n")
-            if end < 0:
-                break
-            line, buffer = buffer[:end], buffer[end + 1 :]
-            if line.strip():
-                yield _decode(line, "watch")
 
 
 def _decode(raw: bytes, where: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from svcnet.store.etcd_client import b64
+from svcnet.store.etcd_client import b64, header_revision
 from svcnet.store.interface import (
     CompactedError,
     Event,
@@ -146,7 +146,7 @@ class EtcdWatch(WatchIterator):
         if not events:
             if not result.get("created"):
                 # A progress notification: every event up to this revision has been sent.
-                header = int(result.get("header", {}).get("revision") or 0)
+                header = header_revision(result)
                 if header >= self._next_revision - 1:
                     self.progress_revision = max(self.progress_revision, header)
             return
