@@ -160,6 +160,10 @@ async def test_bad_arguments_are_rejected_before_writing(store: Store) -> None:
         await store.create("", b"x")
     with pytest.raises(ValueError):
         await store.txn([Put("/k/a", b"1"), Delete("/k/a")])
+    with pytest.raises(TypeError):
+        await store.txn([Put("/k/a", b"1"), Put("/k/b", "not bytes")])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await store.txn([Put("/k/a", b"1"), "/k/b"])  # type: ignore[list-item]
     assert await store.current_revision() == start
 
 

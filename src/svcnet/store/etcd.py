@@ -34,7 +34,6 @@ from svcnet.store.etcd_watch import EtcdWatch
 from svcnet.store.interface import (
     CompactedError,
     CompareFailedError,
-    Delete,
     FutureRevisionError,
     KeyExistsError,
     KeyNotFoundError,
@@ -46,7 +45,7 @@ from svcnet.store.interface import (
     StoreError,
     UnavailableError,
 )
-from svcnet.store.keys import check_key, check_value, prefix_end
+from svcnet.store.keys import check_key, check_ops, check_value, prefix_end
 
 log = logging.getLogger(__name__)
 
@@ -337,20 +336,7 @@ class EtcdStore(Store):
         return KeyValue(key, prev.value, prev.create_revision, revision)
 
     async def txn(self, ops: Sequence[Op]) -> int:
-        checked: list[Op] = []
-        seen: set[str] = set()
-        for op in ops:
-            if isinstance(op, Put):
-                check_key(op.key)
-                check_value(op.value)
-            elif isinstance(op, Delete):
-                check_key(op.key)
-            else:
-                raise TypeError(f"txn ops are Put or Delete, got {type(op).__name__}")
-            if op.key in seen:  # etcd refuses this too ("duplicate key given in txn request")
-                raise ValueError(f"duplicate key in txn: {op.key}")
-            seen.add(op.key)
-            checked.append(op)
+        checked = check_ops(ops)  # etcd refuses a key twice too ("duplicate key given in txn request")
         if not checked:
             return await self.current_revision()
         # Key order, so watchers see a transaction's events in the order a replay gives them.

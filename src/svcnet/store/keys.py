@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from svcnet.store.interface import Delete, Op, Put
+
 _MAX_CODE_POINT = 0x10FFFF
 _SURROGATES = range(0xD800, 0xE000)
 
@@ -36,3 +40,23 @@ def check_value(value: object) -> bytes:
     if not isinstance(value, bytes):
         raise TypeError(f"store values are bytes, got {type(value).__name__}")
     return value
+
+
+def check_ops(ops: Sequence[Op]) -> list[Op]:
+    """A transaction's ops, checked as every backend checks them: Put or Delete with a valid key
+    (and value), no key twice (as etcd: one revision cannot hold two versions of a key)."""
+    checked: list[Op] = []
+    seen: set[str] = set()
+    for op in ops:
+        if isinstance(op, Put):
+            check_key(op.key)
+            check_value(op.value)
+        elif isinstance(op, Delete):
+            check_key(op.key)
+        else:
+            raise TypeError(f"txn ops are Put or Delete, got {type(op).__name__}")
+        if op.key in seen:
+            raise ValueError(f"duplicate key in txn: {op.key}")
+        seen.add(op.key)
+        checked.append(op)
+    return checked

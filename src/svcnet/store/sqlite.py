@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 from svcnet.store.fanout import ReplayPosition, WatchHub, WatchStream
 from svcnet.store.interface import (
     CompactedError,
-    Delete,
     Event,
     FutureRevisionError,
     KeyValue,
@@ -38,7 +37,7 @@ from svcnet.store.interface import (
     StoreError,
     UnavailableError,
 )
-from svcnet.store.keys import check_key, check_value, prefix_end
+from svcnet.store.keys import check_key, check_ops, check_value, prefix_end
 from svcnet.store.sqlite_schema import connect, load_state
 from svcnet.store.sqlite_writer import SweepRequest, WriteOp, Writer, WriteRequest
 
@@ -282,19 +281,12 @@ class SqliteStore(Store):
         return await self._write([WriteOp("delete", check_key(key), b"", expected_mod_revision)], "kv")
 
     async def txn(self, ops: Sequence[Op]) -> int:
-        write_ops: list[WriteOp] = []
-        seen: set[str] = set()
-        for op in ops:
-            if isinstance(op, Put):
-                write_op = WriteOp("put", check_key(op.key), check_value(op.value), op.expected_mod_revision)
-            elif isinstance(op, Delete):
-                write_op = WriteOp("delete", check_key(op.key), b"", op.expected_mod_revision)
-            else:
-                raise TypeError(f"txn ops are Put or Delete, got {type(op).__name__}")
-            if write_op.key in seen:  # as etcd: one revision cannot hold two versions of a key
-                raise ValueError(f"duplicate key in txn: {write_op.key}")
-            seen.add(write_op.key)
-            write_ops.append(write_op)
+        write_ops = [
+            WriteOp("put", op.key, op.value, op.expected_mod_revision)
+            if isinstance(op, Put)
+            else WriteOp("delete", op.key, b"", op.expected_mod_revision)
+            for op in check_ops(ops)
+        ]
         if not write_ops:
             return await self.current_revision()
         return await self._write(write_ops, "revision")
