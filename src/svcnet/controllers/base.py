@@ -24,8 +24,8 @@ class RetryLaterError(Exception):
     """The sync could not finish now (a stale cache, a missing node) and should be retried."""
 
 
-def rfc3339(moment: datetime.datetime | None = None) -> str:
-    return (moment or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_nano() -> str:

@@ -29,7 +29,7 @@ def address_types(service: Obj) -> list[str]:
 
 
 def pod_is_ready(pod: Obj) -> bool:
-    for cond in pod.get("status", {}).get("conditions") or []:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from svcnet.client.api import ApiClient, ApiError
 from svcnet.client.informer import RETRYABLE, InformerSource
@@ -177,6 +176,3 @@ class WorkloadController:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    def extra(self) -> Any:
-        return None

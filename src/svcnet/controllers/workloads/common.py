@@ -7,10 +7,10 @@ import copy
 import hashlib
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from svcnet.api.names import random_suffix
+from svcnet.controllers.endpointslice.desired import pod_is_ready
 
 Obj = dict[str, Any]
 
@@ -57,11 +57,8 @@ def is_active(pod: Obj) -> bool:
     )
 
 
-def is_ready(pod: Obj) -> bool:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c.get("status") == "True"
-    return False
+# A pod counts as ready for a workload exactly as for its endpoints: its Ready condition.
+is_ready = pod_is_ready
 
 
 def pod_from_template(owner: Obj, name: str, extra_labels: dict[str, str]) -> Obj:
@@ -120,7 +117,3 @@ class Expectations:
     def forget(self, owner: str) -> None:
         self._adds.pop(owner, None)
         self._dels.pop(owner, None)
-
-
-def rfc3339(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(ts if ts is not None else time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from svcnet.controllers.base import rfc3339
 from svcnet.controllers.workloads.base import WorkloadController
 from svcnet.controllers.workloads.common import (
     Obj,
@@ -20,7 +21,6 @@ from svcnet.controllers.workloads.common import (
     is_active,
     is_ready,
     pod_from_template,
-    rfc3339,
     template_hash,
 )
 
