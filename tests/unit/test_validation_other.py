@@ -680,6 +680,51 @@ def test_event_namespace_must_match_involved_object() -> None:
     ]
     event["involvedObject"]["namespace"] = "default"
     assert validate_create(created(event)) == []
+    del event["involvedObject"]["namespace"]
+    assert validate_create(created(event)) == []  # old clients' events may leave it empty in default
+    event["metadata"]["namespace"] = "shop"
+    assert causes(validate_create(created(event))) == [
+        ("involvedObject.namespace", "FieldValueInvalid", 'Invalid value: "": does not match event.namespace')
+    ]
+
+
+def test_events_with_event_time_need_reporting_fields() -> None:
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "web.17b", "namespace": "shop"},
+        "involvedObject": {"kind": "Pod", "name": "web"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingComponent": "",
+        "reportingInstance": "node-1",
+        "action": "x" * 129,
+        "message": "m" * 1025,
+    }
+    assert causes(validate_create(created(event))) == [
+        (
+            "involvedObject.namespace",
+            "FieldValueInvalid",
+            'Invalid value: "": does not match event.namespace',
+        ),
+        ("reportingComponent", "FieldValueRequired", "Required value"),
+        ("reportingComponent", "FieldValueInvalid", 'Invalid value: "": name part must be non-empty'),
+        (
+            "reportingComponent",
+            "FieldValueInvalid",
+            "Invalid value: \"\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        ),
+        ("action", "FieldValueInvalid", 'Invalid value: "": can have at most 128 characters'),
+        ("reason", "FieldValueRequired", "Required value"),
+        ("message", "FieldValueInvalid", 'Invalid value: "": can have at most 1024 characters'),
+    ]
+    event["metadata"]["namespace"] = "kube-system"  # new-style events of cluster-scoped objects
+    event.update(reportingComponent="kubelet", reportingInstance="i" * 129, action="Pulling", message="m")
+    assert causes(validate_create(created(event))) == [
+        ("reportingInstance", "FieldValueInvalid", 'Invalid value: "": can have at most 128 characters'),
+        ("reason", "FieldValueRequired", "Required value"),
+    ]
+    event.update(reportingInstance="node-1", reason="Pulling")
+    assert validate_create(created(event)) == []
 
 
 # --------------------------------------------------------------------------------------------
