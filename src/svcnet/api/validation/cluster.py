@@ -176,48 +176,29 @@ def validate_event(event: Any) -> list[FieldError]:
     meta = as_dict(event.get("metadata"))
     errs = validate_object_meta(meta, True, name_is_dns_subdomain)
     namespace = as_str(meta.get("namespace"))
-    involved = as_dict(event.get("involvedObject"))
-    involved_namespace = as_str(involved.get("namespace"))
-    if not event.get("eventTime"):
-        if not involved_namespace:
-            if namespace not in ("", "default"):
-                errs.append(
-                    invalid_value(
-                        "involvedObject.namespace", involved_namespace, "does not match event.namespace"
-                    )
-                )
-        elif namespace != involved_namespace:
-            errs.append(
-                invalid_value(
-                    "involvedObject.namespace", involved_namespace, "does not match event.namespace"
-                )
-            )
+    involved_namespace = as_str(as_dict(event.get("involvedObject")).get("namespace"))
+    new_style = bool(event.get("eventTime"))
+    if involved_namespace:
+        # Old-style events name their object's namespace; new-style ones are not checked here.
+        mismatch = not new_style and namespace != involved_namespace
     else:
-        if not involved_namespace and namespace not in ("default", "kube-system"):
-            errs.append(
-                invalid_value(
-                    "involvedObject.namespace", involved_namespace, "does not match event.namespace"
-                )
-            )
+        # An empty one is tolerated where old clients and cluster-scoped objects put events.
+        mismatch = namespace not in (("default", "kube-system") if new_style else ("", "default"))
+    if mismatch:
+        errs.append(
+            invalid_value("involvedObject.namespace", involved_namespace, "does not match event.namespace")
+        )
+    if new_style:
         reporting = as_str(event.get("reportingComponent"))
         if not reporting:
             errs.append(required("reportingComponent"))
         errs.extend(validate_qualified_name(reporting, "reportingComponent"))
-        instance = as_str(event.get("reportingInstance"))
-        if not instance:
-            errs.append(required("reportingInstance"))
-        if len(instance) > 128:
-            errs.append(invalid_value("reportingInstance", "", "can have at most 128 characters"))
-        action = as_str(event.get("action"))
-        if not action:
-            errs.append(required("action"))
-        if len(action) > 128:
-            errs.append(invalid_value("action", "", "can have at most 128 characters"))
-        reason = as_str(event.get("reason"))
-        if not reason:
-            errs.append(required("reason"))
-        if len(reason) > 128:
-            errs.append(invalid_value("reason", "", "can have at most 128 characters"))
+        for key in ("reportingInstance", "action", "reason"):
+            value = as_str(event.get(key))
+            if not value:
+                errs.append(required(key))
+            if len(value) > 128:
+                errs.append(invalid_value(key, "", "can have at most 128 characters"))
         if len(as_str(event.get("message"))) > 1024:
             errs.append(invalid_value("message", "", "can have at most 1024 characters"))
     errs.extend(invalid_value("namespace", namespace, m) for m in is_dns1123_subdomain(namespace))
