@@ -226,11 +226,6 @@ class ResourceCache:
         for i in range(lo, hi):
             yield items[keys[i]]
 
-    def count(self, namespace: str | None) -> int:
-        if namespace is None:
-            return len(self.items)
-        return sum(1 for _ in self.entries(namespace))
-
     def apply(self, ev: Event) -> None:
         key = ev.kv.key
         rev = ev.kv.mod_revision
@@ -274,7 +269,6 @@ class WatchCache:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._task: asyncio.Task[None] | None = None
-        self.ready = asyncio.Event()
 
     def cache(self, resource: Resource) -> ResourceCache:
         return self.caches[resource]
@@ -311,7 +305,6 @@ class WatchCache:
                 continue
             self.caches[resource].put_entry(entry)
         self._set_revision(max(rev, result.revision))
-        self.ready.set()
 
     async def _run(self) -> None:
         while True:
