@@ -237,9 +237,8 @@ class ZoneLookup:
             except ValueError:
                 return None, True
             return [Entry(ip, self.opts.ttl)], False
-        found = [Entry(ip, self.opts.ttl)
-                 for (pod_ns, _), pod_ip in (self.index.pods_by_ip.get(ip) or {}).items()
-                 if pod_ip == ip and pod_ns == namespace]
+        pods = self.index.pods_by_ip.get(ip, ())  # keyed by the IP already: only the namespace to check
+        found = [Entry(ip, self.opts.ttl) for pod_ns, _ in pods if pod_ns == namespace]
         return (found, False) if found else (None, True)
 
     def _find_services(self, namespace: str, service: str, endpoint: str, port: str,
