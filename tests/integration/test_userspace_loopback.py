@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from svcnet.proxy.config import NodeConfig
+from svcnet.proxy.userspace import tcp
 from svcnet.proxy.userspace.options import UserspaceOptions
 from svcnet.proxy.userspace.proxier import UserspaceProxier
 from svcnet.proxy.userspace.tcp import HAVE_SPLICE, MIN_READ
@@ -413,9 +414,17 @@ async def test_silent_and_half_closed_clients_do_not_pin_connections(proxies):
 
 
 @pytest.mark.parametrize("splice", [True, False], ids=["splice", "copy"])
-async def test_bulk_transfer_is_intact(backends, proxies, splice):
+async def test_bulk_transfer_is_intact(backends, proxies, splice, monkeypatch):
     if splice and not HAVE_SPLICE:
         pytest.skip("os.splice is not available on this platform")
+    pipes = []  # a pump takes a pipe when it switches a bulk flow to splice
+
+    def take_pipe():
+        pipes.append(take())
+        return pipes[-1]
+
+    take = tcp._take_pipe
+    monkeypatch.setattr(tcp, "_take_pipe", take_pipe)
     proxy, cip, port = await setup_service(lambda: proxies(splice=splice), backends[:1])
     _, reader, writer = await greet(cip, port)
     data = os.urandom(8 << 20)
@@ -432,6 +441,7 @@ async def test_bulk_transfer_is_intact(backends, proxies, splice):
     assert hashlib.sha256(echoed).digest() == hashlib.sha256(data).digest()
     b = next(iter(proxy.runtime("web").pool.current.values()))
     assert b.bytes_in == len(data) and b.bytes_out == len(data) + len(b"be1\n")
+    assert (len(pipes) >= 1) if splice else not pipes, pipes  # splice on: the bulk flow went zero-copy
 
 
 async def test_a_client_that_stops_reading_pins_little_memory(backends, proxies):

@@ -141,6 +141,12 @@ def test_render_nft_replaces_its_own_table():
     assert 'ip daddr 10.96.0.10 tcp dport 80 redirect to :40001 comment "default/web:http"' in text
     assert "fd00::10" not in text
     assert text.count("type nat hook") == 2
+    # every rule in both chains (traffic arriving at the node, and traffic the node sends)
+    assert text.count("tcp dport 80 redirect to :40001") == 2
+    assert text.count("udp dport 53 redirect to :40002") == 2
+    v6 = render_nft(ENTRIES, ipv6=True)
+    assert v6.count('ip6 daddr fd00::10 tcp dport 80 redirect to :40003 comment "default/web6:http"') == 2
+    assert "10.96.0.10" not in v6
 
 
 def test_rendered_rules_are_accepted_by_nft_check():
