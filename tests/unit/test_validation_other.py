@@ -788,6 +788,63 @@ def test_workload_selector_rules(make: Any) -> None:
     ) in causes(validate_create(created(never)))
 
 
+@pytest.mark.parametrize(
+    ("make", "controller"),
+    [(deployment, "ReplicaSet"), (statefulset, "StatefulSet")],
+    ids=["deployment", "statefulset"],
+)
+def test_workload_pods_may_not_have_a_deadline(make: Any, controller: str) -> None:
+    body = make()
+    body["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 30
+    assert causes(validate_create(created(body))) == [
+        (
+            "spec.template.spec.activeDeadlineSeconds",
+            "FieldValueForbidden",
+            f"Forbidden: activeDeadlineSeconds in {controller} is not Supported",
+        )
+    ]
+
+
+@pytest.mark.parametrize("make", [deployment, statefulset], ids=["deployment", "statefulset"])
+def test_workload_status_counts_are_bounded(make: Any) -> None:
+    old = stored(make())
+    new = copy.deepcopy(old)
+    new["status"] = {"replicas": 2, "readyReplicas": 3, "availableReplicas": 3, "observedGeneration": -1}
+    prepare_for_status_update(new, old)
+    assert causes(validate_status_update(new, old)) == [
+        (
+            "status.observedGeneration",
+            "FieldValueInvalid",
+            "Invalid value: -1: must be greater than or equal to 0",
+        ),
+        (
+            "status.readyReplicas",
+            "FieldValueInvalid",
+            "Invalid value: 3: cannot be greater than status.replicas",
+        ),
+        (
+            "status.availableReplicas",
+            "FieldValueInvalid",
+            "Invalid value: 3: cannot be greater than status.replicas",
+        ),
+    ]
+    new["status"] = {"replicas": 3, "readyReplicas": 1, "availableReplicas": 2, "updatedReplicas": 4}
+    assert causes(validate_status_update(new, old)) == [
+        (
+            "status.updatedReplicas",
+            "FieldValueInvalid",
+            "Invalid value: 4: cannot be greater than status.replicas",
+        ),
+        (
+            "status.availableReplicas",
+            "FieldValueInvalid",
+            "Invalid value: 2: cannot be greater than readyReplicas",
+        ),
+    ]
+    new["status"] = {"replicas": 3, "readyReplicas": 3, "availableReplicas": 2, "updatedReplicas": 3}
+    assert validate_status_update(new, old) == []
+
+
 def test_empty_selector_is_invalid_for_deployments() -> None:
     found = causes(validate_create(created(deployment(selector={}))))
     assert any(
