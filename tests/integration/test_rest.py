@@ -132,6 +132,14 @@ async def test_pagination_is_one_snapshot_while_writes_happen(api: Api) -> None:
     first = await api.ok("GET", base + "?limit=10")
     assert first["metadata"]["remainingItemCount"] == 15
     snapshot_rv = first["metadata"]["resourceVersion"]
+    # kubectl pages Tables: the same page as a Table carries the same list metadata.
+    resp = await api.client.get(
+        base + "?limit=10", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    )
+    table = await resp.json()
+    assert resp.status == 200 and table["kind"] == "Table"
+    assert [row["cells"][0] for row in table["rows"]] == [item["metadata"]["name"] for item in first["items"]]
+    assert table["metadata"] == first["metadata"]
     seen = [item["metadata"]["name"] for item in first["items"]]
     token = first["metadata"]["continue"]
     writes = 0

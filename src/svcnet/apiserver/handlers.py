@@ -21,7 +21,7 @@ from svcnet.api.resources import Resource
 from svcnet.api.selectors import go_quote
 from svcnet.apiserver import codec, discovery, keys, openapi, routing, tables
 from svcnet.apiserver.codec import json_response, query_bool, query_int
-from svcnet.apiserver.listing import Lister, list_body, parse_list_options
+from svcnet.apiserver.listing import Lister, list_body, list_metadata, parse_list_options
 from svcnet.apiserver.objectmeta import cannot_handle
 from svcnet.apiserver.options import ApiServerOptions
 from svcnet.apiserver.registry import DeleteOptions, Registry, scale_of
@@ -322,13 +322,8 @@ class ResourceHandlers:
         include = tables.include_object(request.query) if table_version is not None else ""
         page = await self.lister.list(res, ns, opts)
         if table_version is not None:
-            meta: dict[str, Any] = {"resourceVersion": str(page.revision)}
-            if page.continue_token:
-                meta["continue"] = page.continue_token
-            if page.remaining is not None:
-                meta["remainingItemCount"] = page.remaining
             objects = [orjson.loads(raw) for raw in page.raws]
-            return json_response(tables.table(res, objects, include, table_version, meta))
+            return json_response(tables.table(res, objects, include, table_version, list_metadata(page)))
         return json_response(list_body(res, page))
 
     async def _read_object(

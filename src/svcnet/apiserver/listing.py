@@ -335,11 +335,17 @@ class Lister:
             cursor = result.kvs[-1].key
 
 
-def list_body(resource: Resource, page: ListPage) -> bytes:
+def list_metadata(page: ListPage) -> dict[str, Any]:
+    """The ListMeta of a page (a list body and a Table alike)."""
     meta: dict[str, Any] = {"resourceVersion": str(page.revision)}
     if page.continue_token:
         meta["continue"] = page.continue_token
     if page.remaining is not None:
         meta["remainingItemCount"] = page.remaining
+    return meta
+
+
+def list_body(resource: Resource, page: ListPage) -> bytes:
+    meta = list_metadata(page)
     head = orjson.dumps({"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta})
     return head[:-1] + b',"items":[' + b",".join(page.raws) + b"]}"
