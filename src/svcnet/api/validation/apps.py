@@ -30,11 +30,9 @@ from svcnet.api.validation.pod import validate_pod_template_spec
 PVC_RETENTION_POLICIES = ("Delete", "Retain")
 
 
-def _validate_template_for_controller(
-    template: Any, selector: Any, path: str, controller: str
-) -> list[FieldError]:
-    """ValidatePodTemplateSpecForReplicaSet / ForStatefulSet (restartPolicy checked by caller
-    for StatefulSet, here for Deployment)."""
+def _validate_template_for_controller(template: Any, selector: Any, path: str) -> list[FieldError]:
+    """ValidatePodTemplateSpecForReplicaSet / ForStatefulSet without the controller's own pod
+    rules (``_validate_controller_pod_spec``)."""
     if template is None:
         return [required(path)]
     template = as_dict(template)
@@ -49,19 +47,24 @@ def _validate_template_for_controller(
             )
         )
     errs.extend(validate_pod_template_spec(template, path))
-    spec = as_dict(template.get("spec"))
-    if controller == "ReplicaSet":
-        if spec.get("restartPolicy") != "Always":
-            errs.append(
-                not_supported(f"{path}.spec.restartPolicy", as_str(spec.get("restartPolicy")), ("Always",))
+    return errs
+
+
+def _validate_controller_pod_spec(template: Any, path: str, controller: str) -> list[FieldError]:
+    """A controller keeps its pods running, so they restart Always and may not have a deadline."""
+    spec = as_dict(as_dict(template).get("spec"))
+    errs: list[FieldError] = []
+    if spec.get("restartPolicy") != "Always":
+        errs.append(
+            not_supported(f"{path}.spec.restartPolicy", as_str(spec.get("restartPolicy")), ("Always",))
+        )
+    if spec.get("activeDeadlineSeconds") is not None:
+        errs.append(
+            forbidden(
+                f"{path}.spec.activeDeadlineSeconds",
+                f"activeDeadlineSeconds in {controller} is not Supported",
             )
-        if spec.get("activeDeadlineSeconds") is not None:
-            errs.append(
-                forbidden(
-                    f"{path}.spec.activeDeadlineSeconds",
-                    "activeDeadlineSeconds in ReplicaSet is not Supported",
-                )
-            )
+        )
     return errs
 
 
@@ -122,9 +125,10 @@ def _validate_deployment_spec(spec: Any) -> list[FieldError]:
     errs = validate_nonnegative(as_int(spec.get("replicas")), "spec.replicas")
     selector = spec.get("selector")
     errs.extend(_validate_selector(selector, "spec.selector", "deployment"))
-    errs.extend(
-        _validate_template_for_controller(spec.get("template"), selector, "spec.template", "ReplicaSet")
-    )
+    template = spec.get("template")
+    errs.extend(_validate_template_for_controller(template, selector, "spec.template"))
+    if template is not None:  # a missing template is reported once, as required
+        errs.extend(_validate_controller_pod_spec(template, "spec.template", "ReplicaSet"))
     errs.extend(_validate_deployment_strategy(spec.get("strategy"), "spec.strategy"))
     min_ready = as_int(spec.get("minReadySeconds"))
     errs.extend(validate_nonnegative(min_ready, "spec.minReadySeconds"))
@@ -263,23 +267,8 @@ def _validate_statefulset_spec(spec: Any) -> list[FieldError]:
         errs.extend(validate_nonnegative(as_int(as_dict(ordinals).get("start")), "spec.ordinals.start"))
     selector = spec.get("selector")
     errs.extend(_validate_selector(selector, "spec.selector", "statefulset"))
-    errs.extend(
-        _validate_template_for_controller(spec.get("template"), selector, "spec.template", "StatefulSet")
-    )
-    template_spec = as_dict(as_dict(spec.get("template")).get("spec"))
-    if template_spec.get("restartPolicy") != "Always":
-        errs.append(
-            not_supported(
-                "spec.template.spec.restartPolicy", as_str(template_spec.get("restartPolicy")), ("Always",)
-            )
-        )
-    if template_spec.get("activeDeadlineSeconds") is not None:
-        errs.append(
-            forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in StatefulSet is not Supported",
-            )
-        )
+    errs.extend(_validate_template_for_controller(spec.get("template"), selector, "spec.template"))
+    errs.extend(_validate_controller_pod_spec(spec.get("template"), "spec.template", "StatefulSet"))
     return errs
 
 
