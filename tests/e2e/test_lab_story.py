@@ -5,6 +5,7 @@ lab's API server; Ctrl-C leaves no namespace or process behind."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -65,9 +66,15 @@ def test_clusterip_spreads_across_backends(demo: Demo) -> None:
     replies = result.data["replies"]
     assert all(replies), f"failed requests: {replies}"
     assert len(result.data["spread"]) >= 2, result.data["spread"]
-    # Each answer comes from a backend pod whose IP is in the pod range of the node it names.
+    # Each answer comes from a backend pod (by name and IP) whose IP is in the pod range of
+    # the node it names.
+    nodes = run(demo, demo.api.list("nodes"))["items"]
+    pod_cidrs = {n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes}
+    backends = {p["metadata"]["name"]: p for p in run(demo, demo.ready_pods("app=backend"))}
     for r in replies:
-        assert r.ip.startswith("10.244."), r
+        assert r.pod in backends and backends[r.pod]["status"]["podIP"] == r.ip, r
+        assert backends[r.pod]["spec"]["nodeName"] == r.node, r
+        assert ipaddress.ip_address(r.ip) in pod_cidrs[r.node], (r, pod_cidrs)
 
 
 def test_deleted_pod_is_replaced_and_traffic_continues(demo: Demo) -> None:
@@ -92,8 +99,13 @@ def test_dns_names_from_a_pod(demo: Demo, cluster: Cluster) -> None:
     answers = result.data["answers"]
     ip = run(demo, demo.cluster_ip("backend-svc"))
     assert answers["backend-svc"] == ip
+    assert answers["backend-svc.default"] == ip
     assert answers["backend-svc.default.svc.cluster.local"] == ip
     assert answers["my-database.default.svc.cluster.local"] == "db.example.com."
+    # A StatefulSet pod's own name behind its headless Service is the pod's IP.
+    db0 = run(demo, demo.api.get("pods", "db-0", "default"))["status"]["podIP"]
+    assert answers["db-0.db-headless.default.svc.cluster.local"] == db0, answers
+    assert result.ok, result.lines
 
 
 def test_statefulset_pod_has_stable_dns_name(cluster: Cluster) -> None:
@@ -115,8 +127,7 @@ def test_statefulset_pod_has_stable_dns_name(cluster: Cluster) -> None:
             spec:
               containers: [{name: mysql, image: mysql, ports: [{containerPort: 3306}]}]
         """)
-    res = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True,
-                         env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), timeout=30)
+    res = cluster.kubectl("apply", "-f", "-", input=manifest)
     assert res.returncode == 0, res.stderr
     deadline = time.monotonic() + 30
     answer = ""
@@ -161,8 +172,7 @@ def test_kubectl_apply_scale_delete(cluster: Cluster) -> None:
             spec:
               containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
         """)
-    res = subprocess.run(["kubectl", "apply", "-f", "-"], input=manifest, capture_output=True, text=True,
-                         env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)), timeout=30)
+    res = cluster.kubectl("apply", "-f", "-", input=manifest)
     assert res.returncode == 0 and "deployment.apps/kc created" in res.stdout, res.stderr
     res = cluster.kubectl("scale", "deployment", "kc", "--replicas=3")
     assert res.returncode == 0, res.stderr

@@ -45,14 +45,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def apply(cluster: Cluster, manifest: str) -> None:
-    res = subprocess.run(
-        ["kubectl", "apply", "-f", "-"],
-        input=textwrap.dedent(manifest),
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, KUBECONFIG=str(cluster.kubeconfig)),
-        timeout=30,
-    )
+    res = cluster.kubectl("apply", "-f", "-", input=textwrap.dedent(manifest))
     assert res.returncode == 0, res.stderr
 
 

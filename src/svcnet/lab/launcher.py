@@ -57,9 +57,14 @@ class Cluster:
             timeout=timeout,
         )
 
-    def kubectl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
+        """kubectl ARGS against this cluster (INPUT on its stdin, for `apply -f -`)."""
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        return subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=timeout, env=env)
+        return subprocess.run(
+            ["kubectl", *args], input=input, capture_output=True, text=True, timeout=timeout, env=env
+        )
 
     def child_pid(self, name: str) -> int:
         for c in self.state()["children"]:
