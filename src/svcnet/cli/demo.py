@@ -35,16 +35,7 @@ def demo(
             return False
         ok = True
         try:
-            steps = [
-                d.setup,
-                d.step_clusterip,
-                d.step_delete_pod,
-                d.step_scale,
-                d.step_dns,
-                d.step_nodeport,
-                d.step_traffic_policy,
-            ]
-            for i, step in enumerate(steps):
+            for i, step in enumerate(d.steps()):
                 result = await step()
                 mark = "[green]ok[/green]" if result.ok else "[red]unexpected[/red]"
                 console.print(f"\n[bold]{i}. {result.title}[/bold]  {mark}")

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from svcnet.client.api import ApiClient, ApiError
+from svcnet.controllers.endpointslice.desired import pod_is_ready
 from svcnet.lab.lab import read_state, target_netns
 from svcnet.lab.topology import EXTERNAL_IP
 
@@ -221,15 +223,7 @@ class Demo:
 
     async def ready_pods(self, selector: str) -> list[Obj]:
         pods = (await self.api.list("pods", self.namespace, label_selector=selector)).get("items") or []
-        return [
-            p
-            for p in pods
-            if not p["metadata"].get("deletionTimestamp")
-            and any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in (p.get("status") or {}).get("conditions") or []
-            )
-        ]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp") and pod_is_ready(p)]
 
     async def wait_ready(self, selector: str, count: int, timeout: float = 30) -> list[Obj]:
         deadline = time.monotonic() + timeout
@@ -459,8 +453,9 @@ class Demo:
             {"seen": seen, "lb_ip": ip},
         )
 
-    async def run_all(self) -> list[StepResult]:
-        steps = [
+    def steps(self) -> list[Callable[[], Awaitable[StepResult]]]:
+        """The whole story in order, set-up first (what `svcnet demo` walks)."""
+        return [
             self.setup,
             self.step_clusterip,
             self.step_delete_pod,
@@ -469,4 +464,3 @@ class Demo:
             self.step_nodeport,
             self.step_traffic_policy,
         ]
-        return [await s() for s in steps]
