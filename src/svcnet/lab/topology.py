@@ -102,20 +102,9 @@ class Topology:
 
     def destroy(self) -> None:
         for name in reversed(self.created):
-            kill_netns_processes(name)
+            netns.kill_processes(name)
             netns.delete(name)
         self.created.clear()
-
-
-def kill_netns_processes(name: str) -> None:
-    import os
-    import signal
-
-    for pid in netns.pids_in(name):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def sweep(prefix: str) -> list[str]:
@@ -127,7 +116,7 @@ def sweep(prefix: str) -> list[str]:
 
     removed = []
     for name in netns.list_names(prefix):
-        kill_netns_processes(name)
+        netns.kill_processes(name)
         netns.delete(name)
         removed.append(name)
     if ETC_NETNS.is_dir():

@@ -90,9 +90,6 @@ class NodeAgent:
         # can find every namespace it made.
         return f"{self.prefix}{namespace}.{name}.{uid[:6]}"
 
-    def netns_exists(self, name: str) -> bool:
-        return netns.exists(name)
-
     def services(self) -> list[Obj]:
         return self.source.store("services").list()
 
@@ -464,9 +461,7 @@ class NodeAgent:
         if self.config.cleanup_on_exit and not self.config.local_pods:
             # Anything else under our prefix (say a sandbox whose worker failed half-way).
             for name in netns.list_names(self.prefix):
-                for pid in netns.pids_in(name):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
+                netns.kill_processes(name)
                 sandbox.destroy(name)
         for t in list(self._tasks):
             t.cancel()

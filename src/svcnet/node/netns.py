@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,11 @@ def sysctl(netns: str | None, key: str, value: str) -> bool:
 def pids_in(name: str) -> list[int]:
     res = run("ip", "netns", "pids", name, check=False)
     return [int(x) for x in res.stdout.split() if x.isdigit()]
+
+
+def kill_processes(name: str) -> None:
+    """SIGKILL every process in namespace NAME (before deleting it: a namespace with processes
+    left in it lives on, unnamed, with its links)."""
+    for pid in pids_in(name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
