@@ -65,3 +65,13 @@ def test_container_env_downward_api_and_order() -> None:
     assert env["URL"] == "http://10.96.5.5:80/default"
     assert env["MYIP"] == env["POD_IP"] == "10.244.1.2"
     assert env["NODE_NAME"] == "node-1" and env["POD_NAME"] == "p"
+
+
+def test_hostname_is_the_pods_hostname() -> None:
+    # spec.hostname wins over the name; cut to 63 characters without a trailing '-' or '.',
+    # exactly the name the pod's UTS namespace gets (podfiles.pod_hostname).
+    pod = {"metadata": {"name": "p", "namespace": "default"}, "spec": {"hostname": "h" * 62 + "-x"}}
+    env = container_env(pod, {}, [], "172.30.0.11", ["10.244.1.2"], "node-1")
+    assert env["HOSTNAME"] == "h" * 62
+    pod = {"metadata": {"name": "web-0", "namespace": "default"}, "spec": {}}
+    assert container_env(pod, {}, [], "172.30.0.11", [], "node-1")["HOSTNAME"] == "web-0"

@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from svcnet.node.podfiles import pod_hostname
+
 Obj = dict[str, Any]
 
 
@@ -103,7 +105,7 @@ def container_env(
     env["POD_NAMESPACE"] = meta.get("namespace") or ""
     env["POD_IP"] = pod_ips[0] if pod_ips else ""
     env["NODE_NAME"] = node_name
-    env["HOSTNAME"] = (spec.get("hostname") or meta.get("name") or "")[:63]
+    env["HOSTNAME"] = pod_hostname(pod)[0]  # the name the pod's UTS namespace gets
     for item in container.get("env") or []:
         name = item.get("name")
         if not name:
