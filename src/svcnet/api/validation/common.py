@@ -20,6 +20,7 @@ from svcnet.api.errors import FieldError, forbidden, invalid_value, not_supporte
 FIELD_IMMUTABLE = "field is immutable"
 IS_NEGATIVE = "must be greater than or equal to 0"
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
+PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")  # core.Protocol values, sorted as upstream lists them
 
 # --------------------------------------------------------------------------------------------
 # Go-flavoured rendering of bad values

@@ -14,6 +14,7 @@ from svcnet.api.errors import (
     too_many,
 )
 from svcnet.api.validation.common import (
+    PORT_PROTOCOLS,
     as_dict,
     as_int,
     as_list,
@@ -35,7 +36,6 @@ from svcnet.api.validation.common import (
 )
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 
-PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")
 ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")  # sorted, as sets.List
 MAX_TOPOLOGY_LABELS = 16
 MAX_ADDRESSES = 100

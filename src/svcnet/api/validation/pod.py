@@ -16,6 +16,7 @@ from typing import Any
 
 from svcnet.api.errors import FieldError, duplicate, forbidden, invalid_value, not_supported, required
 from svcnet.api.validation.common import (
+    PORT_PROTOCOLS,
     as_dict,
     as_int,
     as_list,
@@ -45,7 +46,6 @@ from svcnet.api.validation.common import (
 from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
 from svcnet.api.validation.quantity import QUANTITY_FORMAT_ERROR, Quantity, parse_quantity
 
-PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")

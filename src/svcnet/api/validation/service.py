@@ -20,6 +20,7 @@ from svcnet.api.errors import (
     required,
 )
 from svcnet.api.validation.common import (
+    PORT_PROTOCOLS,
     GoValue,
     as_dict,
     as_int,
@@ -45,7 +46,6 @@ from svcnet.api.validation.meta import validate_object_meta, validate_object_met
 
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")  # sorted, as sets.List
 SESSION_AFFINITY_TYPES = ("ClientIP", "None")
-PORT_PROTOCOLS = ("SCTP", "TCP", "UDP")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 IP_FAMILIES = ("IPv4", "IPv6")
 IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
