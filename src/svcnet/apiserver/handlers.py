@@ -22,7 +22,7 @@ from svcnet.api.selectors import go_quote
 from svcnet.apiserver import codec, discovery, keys, openapi, routing, tables
 from svcnet.apiserver.codec import json_response, query_bool, query_int
 from svcnet.apiserver.listing import Lister, list_body, list_metadata, parse_list_options
-from svcnet.apiserver.objectmeta import cannot_handle
+from svcnet.apiserver.objectmeta import cannot_handle, deep_copy
 from svcnet.apiserver.options import ApiServerOptions
 from svcnet.apiserver.registry import DeleteOptions, Registry, scale_of
 from svcnet.apiserver.watch import serve_watch
@@ -76,7 +76,7 @@ def record_update(
     as upstream compares the decoded (defaulted) objects."""
     if sub not in (None, "status"):
         return
-    defaulted = orjson.loads(orjson.dumps(new))
+    defaulted = deep_copy(new)
     with contextlib.suppress(Exception):  # a body that cannot be defaulted fails later, in the registry
         defaults.apply_defaults(defaulted)
     applylib.record_update(old, new, defaulted, field_manager(request), res.api_version, res.kind, sub)
@@ -411,7 +411,7 @@ class ResourceHandlers:
             return ctx.decode_fields(api_version, kind, patched, dups, decode_version)
 
         def apply_and_record(doc: dict[str, Any]) -> dict[str, Any]:
-            before = orjson.loads(orjson.dumps(doc)) if sub != "scale" else None
+            before = deep_copy(doc) if sub != "scale" else None
             patched = apply(doc)
             if before is not None and isinstance(patched, dict):
                 record_update(request, res, before, patched, sub)
