@@ -9,7 +9,11 @@ from typing import Annotated
 import typer
 
 from svcnet.proxy.userspace.options import REDIRECT_MODES, UserspaceOptions
-from svcnet.proxy.userspace.schedulers import DEFAULT_MAGLEV_TABLE_SIZE, SCHEDULERS, is_prime
+from svcnet.proxy.userspace.schedulers import SCHEDULERS, is_prime
+
+# The flags' defaults are the options' own (one place to change them); durations are spelled
+# as flags take them.
+_DEFAULTS = UserspaceOptions()
 
 
 def userspace_command(
@@ -23,15 +27,16 @@ def userspace_command(
     ip_family: Annotated[str, typer.Option("--ip-family", help="ipv4 | ipv6")] = "ipv4",
     scheduler: Annotated[str, typer.Option(
         "--scheduler", help=f"default scheduler ({', '.join(SCHEDULERS)}); per service: "
-                            "annotation svcnet.io/scheduler")] = "random",
+                            "annotation svcnet.io/scheduler")] = _DEFAULTS.scheduler,
     maglev_table_size: Annotated[int, typer.Option(
-        "--maglev-table-size", help="mh table size (a prime)")] = DEFAULT_MAGLEV_TABLE_SIZE,
+        "--maglev-table-size", help="mh table size (a prime)")] = _DEFAULTS.maglev_table_size,
     drain_timeout: Annotated[str, typer.Option(
         "--drain-timeout", help="how long connections of a removed endpoint may keep flowing")] = "30s",
     max_connections: Annotated[int, typer.Option(
-        "--max-connections", help="open connections (UDP: flows) per listener")] = 10000,
+        "--max-connections", help="open connections (UDP: flows) per listener")] = _DEFAULTS.max_connections,
     connect_retries: Annotated[int, typer.Option(
-        "--connect-retries", help="other endpoints tried after a failed connect")] = 3,
+        "--connect-retries",
+        help="other endpoints tried after a failed connect")] = _DEFAULTS.connect_retries,
     connect_timeout: Annotated[str, typer.Option("--connect-timeout")] = "1s",
     idle_timeout: Annotated[str, typer.Option("--idle-timeout", help="TCP, no traffic")] = "15m",
     half_close_timeout: Annotated[str, typer.Option(
@@ -41,11 +46,12 @@ def userspace_command(
         "--health-check-interval", help="active TCP checks (0s = off)")] = "0s",
     splice: Annotated[bool, typer.Option(
         "--splice/--no-splice",
-        help="bulk TCP through a pipe with os.splice instead of 1 MB copies")] = False,
+        help="bulk TCP through a pipe with os.splice instead of 1 MB copies")] = _DEFAULTS.splice,
     redirect: Annotated[str, typer.Option(
-        "--redirect", help="REDIRECT rules for non-local service IPs: auto|iptables|nftables|none")] = "auto",
+        "--redirect",
+        help="REDIRECT rules for non-local service IPs: auto|iptables|nftables|none")] = _DEFAULTS.redirect,
     bind_address: Annotated[str, typer.Option(
-        "--bind-address", help="address of the listeners behind REDIRECT rules")] = "0.0.0.0",
+        "--bind-address", help="address of the listeners behind REDIRECT rules")] = _DEFAULTS.bind_address,
     min_sync_period: Annotated[str, typer.Option("--min-sync-period")] = "0s",
     sync_period: Annotated[str, typer.Option("--sync-period")] = "30s",
     healthz_bind_address: Annotated[str, typer.Option("--healthz-bind-address")] = "0.0.0.0:10256",
