@@ -349,10 +349,6 @@ class InformerSource:
             task.add_done_callback(self._starting.discard)
         return inf
 
-    @property
-    def informers(self) -> list[Informer]:
-        return list(self._informers.values())
-
     async def start(self) -> None:
         self._started = True
         for inf in list(self._informers.values()):

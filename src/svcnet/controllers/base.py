@@ -45,7 +45,6 @@ class Controller:
         self.queue = RateLimitedQueue(base_delay, max_delay)
         self.log = logging.getLogger(f"svcnet.controllers.{self.name}")
         self._tasks: list[asyncio.Task[None]] = []
-        self.syncs = 0
 
     async def sync(self, key: Hashable) -> None:
         raise NotImplementedError
@@ -70,7 +69,6 @@ class Controller:
                 return
             try:
                 await self.sync(key)
-                self.syncs += 1
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise

@@ -97,7 +97,3 @@ class RateLimitedQueue:
             handle.cancel()
         self._timers.clear()
         self._ready.set()
-
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down

@@ -85,7 +85,6 @@ class EndpointSliceController(Controller):
         source.add_handler("endpointslices", self._slice_changed, self._slice_updated, self._slice_deleted)
         # service key -> {slice name: resourceVersion it must reach, or None: must be gone}
         self._expected: dict[str, dict[str, int | None]] = {}
-        self.writes = 0
 
     # -- event handlers --------------------------------------------------------------------
 
@@ -233,7 +232,6 @@ class EndpointSliceController(Controller):
                     if exc.code != 404:
                         raise
                 expected[name] = None
-            self.writes += 1
 
         results = await asyncio.gather(*(one(kind, s) for kind, s in writes), return_exceptions=True)
         for result in results:
