@@ -14,7 +14,6 @@ Defaults are upstream's: lease 15 s, renew deadline 10 s, retry 2 s.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcnet.client.api import ApiClient, ApiError
+from svcnet.controllers.base import rfc3339_nano  # metav1.MicroTime
 
 log = logging.getLogger("svcnet.controllers.leaderelection")
 
@@ -42,19 +42,12 @@ class LeaderElectionConfig:
             raise ValueError("leader election needs lease-duration > renew-deadline > retry-period > 0")
 
 
-def micro_time(moment: float | None = None) -> str:
-    """metav1.MicroTime: RFC 3339 with microseconds, UTC."""
-    when = datetime.datetime.fromtimestamp(moment if moment is not None else time.time(), datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class LeaderElector:
     def __init__(self, client: ApiClient, config: LeaderElectionConfig) -> None:
         self.client = client
         self.config = config
         self.is_leader = False
         self._observed_rv = ""
-        self._observed_holder = ""
         self._observed_at = 0.0  # monotonic time the record last changed, as we saw it
 
     async def acquire(self, stop: asyncio.Event) -> bool:
@@ -108,7 +101,7 @@ class LeaderElector:
             "holderIdentity": self.config.identity,
             "leaseDurationSeconds": max(1, math.ceil(self.config.lease_duration)),
             "acquireTime": acquire_time,
-            "renewTime": micro_time(),
+            "renewTime": rfc3339_nano(),
             "leaseTransitions": transitions,
         }
 
@@ -120,7 +113,7 @@ class LeaderElector:
                     "apiVersion": "coordination.k8s.io/v1",
                     "kind": "Lease",
                     "metadata": {"name": self.config.name, "namespace": self.config.namespace},
-                    "spec": self._record(0, micro_time()),
+                    "spec": self._record(0, rfc3339_nano()),
                 }
                 created = await self.client.create("leases", body, self.config.namespace)
                 self._observe(created)
@@ -134,10 +127,10 @@ class LeaderElector:
                 self.is_leader = False
                 return False  # someone else holds a lease that has not expired
             transitions = int(spec.get("leaseTransitions") or 0)
-            acquire_time = spec.get("acquireTime") or micro_time()
+            acquire_time = spec.get("acquireTime") or rfc3339_nano()
             if not mine:
                 transitions += 1
-                acquire_time = micro_time()
+                acquire_time = rfc3339_nano()
             lease["spec"] = self._record(transitions, acquire_time)
             updated = await self.client.update("leases", lease, self.config.namespace)
             self._observe(updated)
@@ -157,7 +150,6 @@ class LeaderElector:
         rv = (lease.get("metadata") or {}).get("resourceVersion") or ""
         if rv != self._observed_rv:
             self._observed_rv = rv
-            self._observed_holder = (lease.get("spec") or {}).get("holderIdentity") or ""
             self._observed_at = time.monotonic()
 
     async def _release(self) -> None:
@@ -168,7 +160,7 @@ class LeaderElector:
                 return
             spec = lease["spec"]
             lease["spec"] = {**spec, "holderIdentity": "", "leaseDurationSeconds": 1,
-                             "renewTime": micro_time()}
+                             "renewTime": rfc3339_nano()}
             await self.client.update("leases", lease, self.config.namespace)
         except Exception as exc:
             log.info("releasing the lease: %s", exc)
