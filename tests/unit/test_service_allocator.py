@@ -110,6 +110,20 @@ async def test_requested_ip_is_honoured_then_refused_to_a_second_service(store) 
     assert await store.get(SVC_PREFIX + "b") is None
 
 
+async def test_a_refused_request_leaves_another_requests_pending_values_reserved(store) -> None:
+    a = await make_allocator(store)
+    pending = a.plan(svc("a", type="NodePort"), None)  # picked, not yet committed
+    ip, port = next(iter(pending.picked_ips)), next(iter(pending.picked_ports))
+    for _ in range(2):  # the second request must be refused too: the first refusal freed nothing
+        with pytest.raises(StatusError, match="provided IP is already allocated"):
+            a.plan(svc("b", clusterIP=ip, clusterIPs=[ip]), None)
+        ports = [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": port}]
+        with pytest.raises(StatusError, match="provided port is already allocated"):
+            a.plan(svc("c", type="NodePort", ports=ports), None)
+    a.abort(pending)
+    assert a.plan(svc("b", clusterIP=ip, clusterIPs=[ip]), None).claim_ips == {ip}
+
+
 async def test_ip_outside_the_range_is_refused_with_upstreams_message(store) -> None:
     a = await make_allocator(store)
     with pytest.raises(StatusError) as info:

@@ -166,7 +166,10 @@ class ServiceAllocator:
             plan.release_ports = {p for p in was_ports - now_ports if p in self.used_ports}
             self._check_claims(new, plan)
         except StatusError:
-            self.abort(plan)
+            # Only the values this plan picked are its own: a requested value was refused
+            # because it is taken, perhaps pending for another request, and must stay so.
+            self._pending_ips -= plan.picked_ips
+            self._pending_ports -= plan.picked_ports
             raise
         return plan
 
@@ -281,8 +284,6 @@ class ServiceAllocator:
                         "spec.clusterIPs", spec.get("clusterIPs"), f"failed to allocate IP {ip}: {reason}"
                     )
                 )
-            else:
-                self._pending_ips.add(ip)
         requested = plan.claim_ports - plan.picked_ports
         checked: set[int] = set()
         for i, p in enumerate(spec.get("ports") or []):
@@ -301,6 +302,7 @@ class ServiceAllocator:
                 errors.append(invalid_value("spec.healthCheckNodePort", hc, detail))
         if errors:
             raise invalid("Service", svc.get("metadata", {}).get("name", ""), errors)
+        # Reserved only once every claim is known to be free (plan() relies on this).
         self._pending_ips |= plan.claim_ips
         self._pending_ports |= plan.claim_ports
 
