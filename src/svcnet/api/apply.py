@@ -311,12 +311,6 @@ class Entry:
         return out
 
 
-def _copy(entries: list[Entry]) -> list[Entry]:
-    return [
-        Entry(e.manager, e.operation, e.api_version, e.time, e.subresource, set(e.fields)) for e in entries
-    ]
-
-
 def decode_entries(obj: dict[str, Any]) -> list[Entry]:
     raw = (obj.get("metadata") or {}).get("managedFields")
     entries = []
