@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from svcnet.api.errors import FieldError, forbidden, invalid_value, not_supported, required
+from svcnet.api.errors import FieldError, forbidden, invalid_value, not_supported, required, too_long
 
 FIELD_IMMUTABLE = "field is immutable"
 IS_NEGATIVE = "must be greater than or equal to 0"
@@ -379,9 +379,7 @@ def validate_annotations(annotations: Any, path: str) -> list[FieldError]:
         errs.extend(invalid_value(path, key, m) for m in is_qualified_name(key.lower()))
         total += len(key.encode()) + len(as_str(value).encode())
     if total > TOTAL_ANNOTATION_SIZE_LIMIT:
-        errs.append(
-            FieldError("TooLong", path, "", f"may not be more than {TOTAL_ANNOTATION_SIZE_LIMIT} bytes")
-        )
+        errs.append(too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT))
     return errs
 
 
