@@ -392,6 +392,12 @@ async def test_failing_handler_does_not_stop_delivery(fake):
         await until(lambda: api.queues)
         api.put("a")
         await until(lambda: seen == ["a"])
+        # The failure stays with the handler: later events flow, and the informer neither
+        # relists nor reconnects over it.
+        api.put("b")
+        await until(lambda: seen == ["a", "b"])
+        assert len(api.lists) == 1 and len(api.watches) == 1
+        assert sorted(o["metadata"]["name"] for o in inf.store.list()) == ["a", "b"]
     finally:
         await inf.stop()
 
