@@ -196,6 +196,9 @@ async def test_repair_restores_releases_and_reports(tmp_path) -> None:
         server.stop()
     _, ips, ports = await stored_state(data_dir)
     assert broken["ip"] in ips and broken["port"] in ports
+    # Restored in the victim's name, as its own transaction would have written them.
+    victim = {"namespace": "default", "name": "victim"}
+    assert orjson.loads(ips[broken["ip"]]) == victim and orjson.loads(ports[broken["port"]]) == victim
     assert "10.96.200.200" not in ips
     # twin's own old port was no longer held by anyone, so it leaked and was released too.
     assert broken["twin_port"] not in ports

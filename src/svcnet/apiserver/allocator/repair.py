@@ -34,6 +34,7 @@ from svcnet.apiserver.allocator.service import (
     held_ips,
     held_ports,
     ip_key,
+    owner_value,
     port_key,
 )
 from svcnet.store.interface import CompareFailedError, Delete, KeyNotFoundError, Put, Store
@@ -236,10 +237,8 @@ class AllocationRepair:
         return report
 
     async def _create(self, key: str, svc: Obj) -> bool:
-        md = svc.get("metadata", {})
-        owner = orjson.dumps({"namespace": md.get("namespace", ""), "name": md.get("name", "")})
         try:
-            await self.store.txn([Put(key, owner, 0)])
+            await self.store.txn([Put(key, owner_value(svc), 0)])
         except CompareFailedError:
             return False  # written meanwhile (by the Service's own transaction)
         return True

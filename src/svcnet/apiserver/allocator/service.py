@@ -46,7 +46,8 @@ def port_key(port: int) -> str:
     return f"{PORT_PREFIX}{port}"
 
 
-def _owner(svc: Obj) -> bytes:
+def owner_value(svc: Obj) -> bytes:
+    """The value of an allocation key: the Service that holds it."""
     meta = svc.get("metadata", {})
     return orjson.dumps({"namespace": meta.get("namespace", ""), "name": meta.get("name", "")})
 
@@ -148,7 +149,7 @@ class ServiceAllocator:
         """Fill the allocations ``new`` needs (mutating it) and return the claims and releases
         that move from ``old`` to ``new``. ``new`` None is a delete; ``old`` None a create.
         Raises StatusError 422 for requests that cannot be honoured, 500 when a range is full."""
-        plan = AllocationPlan(owner=_owner(new or old or {}))
+        plan = AllocationPlan(owner=owner_value(new or old or {}))
         try:
             if new is not None:
                 errs = init_ip_family_fields(new, old, self.families)
