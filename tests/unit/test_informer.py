@@ -368,10 +368,12 @@ async def test_late_handler_and_indexer_see_existing_objects(fake):
 
         inf.add_handler(on_add=on_add)
         await until(lambda: len(seen) == 3)
+        assert sorted(seen) == ["a", "b", "c"]
         # The index follows changes.
         await until(lambda: api.queues)
         api.delete("a")
         await until(lambda: len(inf.store.by_index(INDEX_SERVICE, "default/web")) == 1)
+        assert inf.store.by_index(INDEX_SERVICE, "default/web")[0]["metadata"]["name"] == "b"
     finally:
         await inf.stop()
 
