@@ -162,7 +162,16 @@ def test_json_patch_operation_limit_is_413():
     ],
 )
 def test_merge_patch_rfc_examples(doc, patch, expected):
-    assert merge_patch(doc, patch) == expected
+    doc_before, patch_before = copy.deepcopy(doc), copy.deepcopy(patch)
+    out = merge_patch(doc, patch)
+    assert out == expected
+    # The result is the caller's to change: it shares nothing with either input.
+    for container in (out, *(out.values() if isinstance(out, dict) else out)):
+        if isinstance(container, dict):
+            container["mutated"] = True
+        elif isinstance(container, list):
+            container.append("mutated")
+    assert (doc, patch) == (doc_before, patch_before)
 
 
 def test_merge_patch_replaces_lists_and_rejects_scalars():
