@@ -249,11 +249,12 @@ def json_patch(doc: Any, ops: Any) -> Any:
 
 
 def _prune_nulls(value: Any) -> Any:
-    """Nulls inside objects are dropped; a list keeps its null items (as evanphx does)."""
+    """Nulls inside objects are dropped; a list keeps its null items (as evanphx does).
+    Returns fresh containers throughout, so the result never shares state with ``value``."""
     if isinstance(value, dict):
         return {k: _prune_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_prune_nulls(v) if v is not None else None for v in value]
+        return [_prune_nulls(v) for v in value]
     return value
 
 
@@ -275,12 +276,12 @@ def merge_patch(doc: Any, patch: Any) -> Any:
     """RFC 7386 merge patch: objects merge, ``null`` deletes, anything else replaces."""
     if isinstance(patch, dict):
         if not isinstance(doc, dict):
-            return _prune_nulls(copy.deepcopy(patch))
+            return _prune_nulls(patch)
         result = copy.deepcopy(doc)
         _merge_docs(result, copy.deepcopy(patch))
         return result
     if isinstance(patch, list):
-        return _prune_nulls(copy.deepcopy(patch))
+        return _prune_nulls(patch)
     raise bad_request("Invalid JSON Patch")
 
 
