@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -56,33 +57,43 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def create_many(server: ApiServerProcess, names: list[str], concurrency: int) -> float:
-    ctx = ssl.create_default_context(cafile=str(server.ca_path))
-    headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+async def per_second(names: list[str], concurrency: int, one: Callable[[str], Awaitable[None]]) -> float:
+    """`one(name)` for every name, from `concurrency` clients that each take the next name
+    when done; names per second."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for n in names:
         queue.put_nowait(n)
-    failures: list[str] = []
-    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ctx)
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client() -> None:
         while True:
             try:
                 name = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            await one(name)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return len(names) / (time.perf_counter() - started)
+
+
+async def create_many(server: ApiServerProcess, names: list[str], concurrency: int) -> float:
+    ctx = ssl.create_default_context(cafile=str(server.ca_path))
+    headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
+    failures: list[str] = []
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ctx)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
+        async def create(name: str) -> None:
             async with session.post(server.url + NS_URL, data=json.dumps(service(name))) as resp:
                 await resp.read()
                 if resp.status != 201:
                     failures.append(f"{name}: {resp.status}")
 
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        rate = await per_second(names, concurrency, create)
     if failures:
         raise SystemExit(f"{len(failures)} creates failed, e.g. {failures[:3]}")
-    return len(names) / elapsed
+    return rate
 
 
 async def list_latency(server: ApiServerProcess, rounds: int) -> tuple[list[float], int]:
@@ -164,16 +175,9 @@ async def raw_etcd_puts(endpoint: str, names: list[str], concurrency: int) -> fl
     protocol EtcdStore speaks), ``concurrency`` at a time, from this process."""
     import base64
 
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for n in names:
-        queue.put_nowait(n)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        while True:
-            try:
-                name = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
+        async def put(name: str) -> None:
             key = base64.b64encode(f"/raw/services/specs/default/{name}".encode()).decode()
             value = base64.b64encode(json.dumps(service(name)).encode()).decode()
             url = f"http://{endpoint}/v3/kv/put"
@@ -182,11 +186,7 @@ async def raw_etcd_puts(endpoint: str, names: list[str], concurrency: int) -> fl
                 if resp.status != 200 or b'"error"' in body:
                     raise SystemExit(f"raw etcd put failed: {resp.status} {body[:200]!r}")
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return len(names) / elapsed
+        return await per_second(names, concurrency, put)
 
 
 def main() -> None:
