@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 
-from svcnet.controllers.endpointslice.desired import desired_state, pod_to_endpoint
+from svcnet.controllers.endpointslice.desired import CONTROLLER_NAME, desired_state, pod_to_endpoint
 from svcnet.controllers.endpointslice.reconciler import Plan, reconcile
 
 _names = itertools.count()
@@ -183,3 +183,9 @@ def test_service_label_change_updates_slices() -> None:
     svc["metadata"]["labels"] = {"team": "b"}
     plan, after = sync(svc, [pod(0)], slices)
     assert len(plan.update) == 1 and after[0]["metadata"]["labels"]["team"] == "b"
+    # Relabelled in place: the same slice, its endpoints and the controller's own labels kept.
+    assert not plan.create and not plan.delete
+    assert after[0]["metadata"]["name"] == slices[0]["metadata"]["name"]
+    assert after[0]["endpoints"] == slices[0]["endpoints"]
+    assert after[0]["metadata"]["labels"]["kubernetes.io/service-name"] == svc["metadata"]["name"]
+    assert after[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == CONTROLLER_NAME
