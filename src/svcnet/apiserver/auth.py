@@ -12,10 +12,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orjson
 from aiohttp import web
 
-from svcnet.api.errors import StatusError, unauthorized
+from svcnet.api.errors import unauthorized
+from svcnet.apiserver.codec import status_response
 
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 PUBLIC_PREFIXES = ("/healthz/", "/livez/", "/readyz/")
@@ -51,12 +51,6 @@ def token_middleware(tokens: list[str]) -> Callable[[web.Request, Handler], Awai
             # compare_digest against every token so timing does not reveal which one is close
             if any(hmac.compare_digest(given, t) for t in expected):
                 return await handler(request)
-        return _status_response(unauthorized())
+        return status_response(unauthorized())
 
     return authenticate
-
-
-def _status_response(err: StatusError) -> web.Response:
-    return web.Response(
-        status=err.code, body=orjson.dumps(err.status()), content_type="application/json"
-    )
