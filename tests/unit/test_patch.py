@@ -898,6 +898,7 @@ def test_random_smp_matches_kubectl(tmp_path, patch):
     )
 )
 def test_any_patch_gives_a_result_or_a_status_error(patch):
+    service_before, patch_before = copy.deepcopy(SERVICE), copy.deepcopy(patch)
     for fn, args in (
         (strategic_merge_patch, (SERVICE, patch, "v1", "Service")),
         (merge_patch, (SERVICE, patch)),
@@ -907,3 +908,5 @@ def test_any_patch_gives_a_result_or_a_status_error(patch):
             fn(*args)
         except StatusError:
             pass
+        # Patching works on copies: neither the stored object nor the request body changes.
+        assert (SERVICE, patch) == (service_before, patch_before), fn.__name__
