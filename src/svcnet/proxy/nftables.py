@@ -169,8 +169,11 @@ def _dnat_target(ep: EndpointInfo) -> str:
 
 
 def render_port(spn: ServicePortName, svc: ServicePortInfo, endpoints: Sequence[EndpointInfo],
-                node: NodeConfig, words: FamilyWords) -> PortOutput:
-    """What upstream's syncProxyRules writes for one service port (elements and chains)."""
+                node: NodeConfig, words: FamilyWords, local_cidr: str | None) -> PortOutput:
+    """What upstream's syncProxyRules writes for one service port (elements and chains).
+
+    local_cidr is node.local_cidr, read once per sync by the caller (it parses the cluster
+    CIDRs: a tenth of a full sync at 10k services when read per port)."""
     out = PortOutput()
     ipx = words.ip
     proto = svc.protocol.lower()
@@ -257,7 +260,6 @@ def render_port(spn: ServicePortName, svc: ServicePortInfo, endpoints: Sequence[
     if uses_fw_chain:
         chains[fw_chain] = []
 
-    local_cidr = node.local_cidr
     if has_internal:
         if node.masquerade_all:
             chains[internal_chain].append(f"{ipx} daddr {svc.cluster_ip} jump {MARK_MASQ_CHAIN}")
@@ -616,10 +618,12 @@ class NftablesSyncer:
         chains = set(old_chains) if not full else set()
         affinity = set(old_affinity) if not full else set()
         words = self.words
+        local_cidr = self.node.local_cidr
         for spn in todo:
             svc = svc_port_map.get(spn)
             old = None if full else outputs.pop(spn, None)
-            new = render_port(spn, svc, endpoints_map.get(spn, ()), self.node, words) if svc else None
+            new = (render_port(spn, svc, endpoints_map.get(spn, ()), self.node, words, local_cidr)
+                   if svc else None)
             if new is not None:
                 outputs[spn] = new
             if old is not None:
