@@ -10,9 +10,8 @@ from typing import Any
 
 from svcnet.controllers.endpointslice.desired import (
     LABEL_HEADLESS,
-    PortNotFoundError,
     addresses_for,
-    find_port,
+    endpoint_ports,
     is_service_ip_set,
     pod_is_ready,
     should_pod_be_in_endpoints,
@@ -41,24 +40,16 @@ def _address(pod: Obj, service: Obj, ip: str) -> Obj:
 
 
 def _ports_for(service: Obj, pod: Obj) -> list[Obj] | None:
-    """The pod's resolved ports, [] for a port-less headless service, None if the service has
-    ports but none resolves on this pod."""
-    ports = service.get("spec", {}).get("ports") or []
+    """The pod's resolved ports (the slices' endpoint_ports, an unnamed port without a name
+    field), [] for a port-less service, None if the service has ports but none resolves on
+    this pod."""
+    ports = endpoint_ports(service, pod)
     if not ports:
-        return []
-    out = []
-    for sp in ports:
-        try:
-            number = find_port(pod, sp)
-        except PortNotFoundError:
-            continue
-        port: Obj = {"name": sp.get("name", ""), "port": number, "protocol": sp.get("protocol", "TCP")}
+        return None if service.get("spec", {}).get("ports") else []
+    for port in ports:
         if not port["name"]:
             del port["name"]
-        if sp.get("appProtocol"):
-            port["appProtocol"] = sp["appProtocol"]
-        out.append(port)
-    return out or None
+    return ports
 
 
 def _port_key(ports: list[Obj]) -> tuple:
