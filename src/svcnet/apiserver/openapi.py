@@ -28,6 +28,7 @@ import orjson
 
 from svcnet.api import patch as patchlib
 from svcnet.api import resources, schema
+from svcnet.api.apply import LIST_MAP_KEYS  # server-side apply's table: explain and SSA agree
 from svcnet.api.resources import Resource
 
 REF_PREFIX = "#/components/schemas/"
@@ -51,14 +52,6 @@ _META_STRUCTS = frozenset(
     }
 )
 _CLASS_RE = re.compile(r"^(?:[A-Z][a-z]+)?V(\d+(?:alpha\d+|beta\d+)?)(\w+)$")
-# Lists whose SSA identity is more than their patch merge key (upstream +listMapKey markers).
-LIST_MAP_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("ServiceSpec", "ports"): ("port", "protocol"),
-    ("Container", "ports"): ("containerPort", "protocol"),
-    ("EphemeralContainer", "ports"): ("containerPort", "protocol"),
-}
-# Lists upstream marks +listType=atomic although a merge key exists nowhere (documented here so
-# explain and SSA agree); anything else without tags is atomic too.
 SCALE_GVK = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 
 _QUERY_DESCRIPTIONS = {
