@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from svcnet.api.validation.service import externally_accessible
+
 DEFAULT_CLIENT_IP_AFFINITY_SECONDS = 10800
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
@@ -60,15 +62,6 @@ def _default_zero(d: dict[str, Any], key: str, value: int) -> None:
 # Service
 
 
-def externally_accessible(spec: dict[str, Any]) -> bool:
-    """pkg/api/v1/service ExternallyAccessible: NodePort, LoadBalancer, or ClusterIP with externalIPs."""
-    svc_type = spec.get("type")
-    if svc_type in ("LoadBalancer", "NodePort"):
-        return True
-    external_ips = spec.get("externalIPs")
-    return svc_type == "ClusterIP" and isinstance(external_ips, list) and len(external_ips) > 0
-
-
 def _defaults_service(svc: dict[str, Any]) -> None:
     spec = _dict(svc, "spec", create=True)
     if spec is None:
@@ -93,7 +86,7 @@ def _defaults_service(svc: dict[str, Any]) -> None:
                 port["targetPort"] = port_number
             else:
                 port["targetPort"] = 0
-    if externally_accessible(spec):
+    if externally_accessible(svc):
         _default(spec, "externalTrafficPolicy", "Cluster")
     if spec.get("internalTrafficPolicy") is None and spec.get("type") in (
         "ClusterIP",
