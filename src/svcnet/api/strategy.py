@@ -21,13 +21,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from svcnet.api.defaults import LABEL_METADATA_NAME
 from svcnet.api.errors import FieldError, invalid_value
 from svcnet.api.validation.common import as_dict, as_int, as_list, as_str, go_slice, ip_family_of
 from svcnet.api.validation.common import semantic_equal as _semantic_equal
 from svcnet.api.validation.quantity import parse_quantity
 from svcnet.api.validation.service import externally_accessible, validate_cluster_ips_related_fields
-
-LABEL_METADATA_NAME = "kubernetes.io/metadata.name"
 
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
