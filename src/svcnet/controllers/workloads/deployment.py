@@ -71,8 +71,10 @@ class DeploymentController(WorkloadController):
         pod_hash = template_hash(spec.get("template") or {})
         base = f"{deploy['metadata']['name']}-{pod_hash}"
         pods = [p for p in self.owned_pods(deploy) if is_active(p)]
-        new = [p for p in pods if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == pod_hash]
-        old = [p for p in pods if p not in new]
+        new: list[Obj] = []
+        old: list[Obj] = []
+        for p in pods:  # one pass: `p not in new` compared whole pod dicts, quadratic in replicas
+            (new if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == pod_hash else old).append(p)
         to_create = 0
         to_delete: list[Obj] = []
         paused = bool(spec.get("paused"))
