@@ -5,6 +5,7 @@ objects the way the daemon feeds it; and the `svcnet proxy userspace` command it
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import os
@@ -789,6 +790,44 @@ async def test_ipv6_service_on_loopback():
     finally:
         await proxy.stop()
         await backend.stop()
+
+
+async def test_udp_flow_without_a_free_descriptor_drops_the_datagram_and_recovers(backends, proxies):
+    """Out of descriptors (EMFILE) when a new UDP flow needs its socket: the datagram is
+    dropped (as a full buffer would drop it), the endpoint is not blamed, nothing escapes the
+    listener's callback, and the next datagram opens the flow."""
+    proxy = proxies()
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    bport = backends[0].port
+    await proxy.apply(service("uf", cip, port, bport, protocols=("UDP",)),
+                      endpoint_slice("uf", bport, [(backends[0].ip, "ready")], protocols=("UDP",)))
+    loop = asyncio.get_running_loop()
+    escaped: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: escaped.append(context))
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(2)
+    real_socket = socket.socket
+
+    def no_descriptor(*args, **kwargs):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    try:
+        socket.socket = no_descriptor  # only while the proxy handles the first datagram
+        try:
+            client.sendto(b"lost", (cip, port))
+            await asyncio.sleep(0.2)
+        finally:
+            socket.socket = real_socket
+        assert not escaped, escaped
+        fe = proxy.runtime("uf", "UDP").frontends["internal"]
+        assert fe.rejected_no_endpoint == 1
+        b = fe.pool.current[f"{backends[0].ip}:{bport}"]
+        assert b.down_until == 0 and b.retries == 0  # not the endpoint's fault
+        client.sendto(b"again", (cip, port))
+        assert await asyncio.to_thread(client.recv, 100) == b"be1 again"
+    finally:
+        loop.set_exception_handler(None)
+        client.close()
 
 
 async def test_udp_flows_beyond_max_connections_are_dropped(backends, proxies):

@@ -153,7 +153,12 @@ class UdpListener:
             fe.rejected_no_endpoint += 1
             return None
         family = socket.AF_INET6 if ":" in backend.ip else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as e:  # EMFILE, ENFILE, ENOBUFS: this process's limit, not the endpoint's fault
+            log.warning("%s: cannot open a socket: %s", fe.name, e.strerror)
+            fe.rejected_no_endpoint += 1  # as TCP counts a connection it cannot open a socket for
+            return None
         try:
             sock.setblocking(False)
             sock.connect((backend.ip, backend.port))
