@@ -434,8 +434,7 @@ class TcpListener:
         self.frontend = frontend
         self.opts = opts
         self.loop = asyncio.get_running_loop()
-        self.open = 0
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task] = set()  # one per open connection (and a strong reference)
         self.address = sock.getsockname()[:2]
         self._closed = False
         self._last_accept_warning = float("-inf")
@@ -444,6 +443,10 @@ class TcpListener:
     @property
     def port(self) -> int:
         return self.address[1]
+
+    @property
+    def open(self) -> int:
+        return len(self.tasks)
 
     def close(self) -> None:
         """Stop accepting; connections already open keep flowing (they drain)."""
@@ -484,7 +487,6 @@ class TcpListener:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            self.open += 1
             task = self.loop.create_task(self._handle(client, addr))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -528,5 +530,3 @@ class TcpListener:
         except Exception:
             log.exception("%s: connection from %s failed", fe.name, addr)
             client.close()
-        finally:
-            self.open -= 1
