@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 
+from svcnet.proxy.ipnet import join_host_port
+
 DEFAULT_SCHEDULER = "random"
 # IPVS's default Maglev table size (CONFIG_IP_VS_MH_TAB_INDEX=12): a prime well above 100 x N.
 DEFAULT_MAGLEV_TABLE_SIZE = 4093
@@ -53,7 +55,7 @@ class Backend:
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.key = f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+        self.key = join_host_port(self.ip, self.port)
 
     @property
     def overhead(self) -> int:
