@@ -11,7 +11,6 @@ stands, and the client goes on searching.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from svcnet.dns import wire
@@ -73,9 +72,7 @@ async def expand(lookup: ZoneLookup, forwarder: Forwarder | None, namespace: str
             return None
         if entry is None or entry.template.rcode != wire.RCODE_NOERROR:
             return None
-        age = int(time.monotonic() - entry.stored)
-        answer = [RR(rr.owner, rr.rtype, max(0, rr.ttl - age), rr.rdata, rr.rclass) for rr in entry.answer]
-        return Found(wire.RCODE_NOERROR, _cnamer(answer), [], [], True)
+        return Found(wire.RCODE_NOERROR, _cnamer(Forwarder.aged_answer(entry)), [], [], True)
     return None
 
 

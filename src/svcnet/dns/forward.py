@@ -194,6 +194,12 @@ class Forwarder:
         t = entry.template
         return wire.Template(bytes(data), t.qend, t.flags, t.counts, t.ends, t.patches, "forward")
 
+    @staticmethod
+    def aged_answer(entry: _Cached) -> list[wire.RR]:
+        """The entry's answer records with TTLs reduced by the time it spent in the cache."""
+        age = int(time.monotonic() - entry.stored)
+        return [wire.RR(rr.owner, rr.rtype, max(0, rr.ttl - age), rr.rdata, rr.rclass) for rr in entry.answer]
+
     async def lookup(self, host: str, qtype: int) -> tuple[list[wire.RR], bool] | None:
         """Answer records for a name outside the zones (ExternalName chasing)."""
         try:
@@ -206,6 +212,4 @@ class Forwarder:
             return None
         if entry is None:
             return None
-        age = int(time.monotonic() - entry.stored)
-        return [wire.RR(rr.owner, rr.rtype, max(0, rr.ttl - age), rr.rdata, rr.rclass)
-                for rr in entry.answer], entry.truncated
+        return self.aged_answer(entry), entry.truncated
