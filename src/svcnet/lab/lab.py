@@ -122,22 +122,6 @@ class Lab:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.data_dir / STATE_FILE)
 
-    def child(self, name: str) -> Child:
-        return next(c for c in self.children if c.name == name)
-
-    def restart_child(self, name: str, sig: int = signal.SIGKILL) -> Child:
-        """Kill a child (kill -9 by default) and start it again with the same arguments."""
-        old = self.child(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(old.proc.pid, sig)
-        old.proc.wait(10)
-        self.children.remove(old)
-        cmd = old.proc.args
-        assert isinstance(cmd, list)
-        netns_name = cmd[3] if cmd[:3] == ["ip", "netns", "exec"] else None
-        args = cmd[cmd.index("svcnet") + 1 :]
-        return self.spawn(name, args, netns_name)
-
     # -- start -----------------------------------------------------------------------------------
 
     def node_args(self, i: int, node: topology.LabNode, cluster_dns: str) -> list[str]:
@@ -186,7 +170,7 @@ class Lab:
             old = read_state(self.data_dir)
         except (FileNotFoundError, ValueError):
             return
-        if old.get("pid") and Path(f"/proc/{old['pid']}").exists() and int(old["pid"]) != os.getpid():
+        if old.get("pid") and alive(int(old["pid"]), None) and int(old["pid"]) != os.getpid():
             raise RuntimeError(
                 f"a lab (pid {old['pid']}) is already running with data directory {self.data_dir}"
             )
