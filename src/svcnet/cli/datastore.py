@@ -42,6 +42,7 @@ def migrate_command(
 
     tls_files = [str(f) if f else None for f in (etcd_cafile, etcd_certfile, etcd_keyfile)]
     stores = []
+    parsed_urls = []
     for flag, url in (("--from", source), ("--to", target)):
         try:
             parsed = parse_datastore_url(url)
@@ -50,9 +51,9 @@ def migrate_command(
             raise typer.BadParameter(str(exc), param_hint=flag) from exc
         if parsed.kind == "sqlite" and flag == "--from" and not Path(parsed.path).exists():
             raise typer.BadParameter(f"no SQLite datastore at {parsed.path}", param_hint=flag)
-        options = {"compact_interval": 0}
-        stores.append(open_store(url, tls=tls, **options))
-    if parse_datastore_url(source) == parse_datastore_url(target):
+        parsed_urls.append(parsed)
+        stores.append(open_store(url, tls=tls, compact_interval=0))
+    if parsed_urls[0] == parsed_urls[1]:
         raise typer.BadParameter("--from and --to name the same datastore", param_hint="--to")
 
     def progress(done: int, total: int) -> None:
@@ -85,9 +86,6 @@ def migrate_command(
 
     try:
         asyncio.run(run())
-    except MigrationError as exc:
-        print(f"svcnet datastore migrate: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from exc
-    except StoreError as exc:
+    except (MigrationError, StoreError) as exc:
         print(f"svcnet datastore migrate: {exc}", file=sys.stderr)
         raise typer.Exit(1) from exc
