@@ -64,6 +64,12 @@ def parse_weights(text: str) -> dict[str, int]:
     return out
 
 
+def _annotation(service: dict | None, key: str) -> object:
+    """One annotation of a Service object; None when it or the annotations are missing or malformed."""
+    annotations = ((service or {}).get("metadata") or {}).get("annotations")
+    return annotations.get(key) if isinstance(annotations, dict) else None
+
+
 def bind_socket(protocol: str, ip: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
@@ -117,8 +123,7 @@ class UserspaceProxier:
     # --- helpers ---
 
     def _scheduler_for(self, service: dict | None) -> str:
-        wanted = ((service or {}).get("metadata") or {}).get("annotations", {}) or {}
-        name = wanted.get(SCHEDULER_ANNOTATION) if isinstance(wanted, dict) else None
+        name = _annotation(service, SCHEDULER_ANNOTATION)
         if name is None:
             return self.opts.scheduler
         if name not in SCHEDULERS:
@@ -130,8 +135,7 @@ class UserspaceProxier:
         return name
 
     def _weights_for(self, spn: ServicePortName, service: dict | None) -> dict[str, int]:
-        annotations = ((service or {}).get("metadata") or {}).get("annotations") or {}
-        text = annotations.get(WEIGHTS_ANNOTATION) if isinstance(annotations, dict) else None
+        text = _annotation(service, WEIGHTS_ANNOTATION)
         if not isinstance(text, str) or not text:
             return {}
         by_key = parse_weights(text)
