@@ -859,3 +859,25 @@ def test_same_node_port_for_tcp_and_udp_of_one_port_is_valid() -> None:
         {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
         {"name": "dns-tcp", "port": 53, "protocol": "TCP", "nodePort": 30053},
     ]}))  # fmt: skip
+
+
+def test_bad_values_are_quoted_as_go_prints_them() -> None:
+    """Go's %q keeps printable non-ASCII characters and escapes control characters by name."""
+    assert causes(validate_create(created(service(name="café"))))[0][2].startswith(
+        'Invalid value: "café": a DNS-1035 label'
+    )
+    body = service({"type": "Load\rBalancer\x00", "ports": [{"port": 80}]})
+    assert causes(validate_create(created(body))) == [
+        (
+            "spec.type",
+            "FieldValueNotSupported",
+            'Unsupported value: "Load\\rBalancer\\x00": supported values: '
+            '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"',
+        )
+    ]
+    body = service({"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.2\r"], "ports": [{"port": 80}]})
+    assert causes(validate_create(created(body)))[0] == (
+        "spec.clusterIPs",
+        "FieldValueInvalid",
+        'Invalid value: []string{"10.96.0.2\\r"}: first value must match `clusterIP`',
+    )

@@ -6,7 +6,6 @@ Validation produces ``FieldError`` lists; ``invalid()`` turns them into the 422 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +26,43 @@ _FIELD_ERROR_TYPES = {
 _NO_VALUE = object()
 
 
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def go_quote(value: Any) -> str:
+    """``value`` as Go's ``%q`` (strconv.Quote) prints it, the quoting of every upstream message:
+    printable characters as they are (non-ASCII too), the rest escaped."""
+    text = value if isinstance(value, str) else str(value)
+    out = ['"']
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def _render_value(value: Any) -> str:
     """Values are printed as apimachinery prints them: strings %q, numbers bare, slices %#v."""
     if isinstance(value, str):
-        return json.dumps(value)
+        return go_quote(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -38,7 +70,7 @@ def _render_value(value: Any) -> str:
     if isinstance(value, list):
         # apimachinery prints slices with Go's %#v: []string{"a", "b"}, []int{1, 2}
         if all(isinstance(v, str) for v in value):
-            return "[]string{" + ", ".join(json.dumps(v) for v in value) + "}"
+            return "[]string{" + ", ".join(go_quote(v) for v in value) + "}"
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return "[]int32{" + ", ".join(str(v) for v in value) + "}"
         return "[]interface {}{" + ", ".join(_render_value(v) for v in value) + "}"
@@ -65,7 +97,7 @@ class FieldError:
         if self.type == "NotSupported":
             text = f"{prefix}: {_render_value(self.value)}"
             if self.supported:
-                text += ": supported values: " + ", ".join(json.dumps(s) for s in self.supported)
+                text += ": supported values: " + ", ".join(go_quote(s) for s in self.supported)
             return text
         text = f"{prefix}: {_render_value(self.value)}"
         return f"{text}: {self.detail}" if self.detail else text

@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes.client import models as client_models
 
-from svcnet.api.selectors import go_quote
+from svcnet.api.errors import go_quote
 
 __all__ = [
     "decode_error",

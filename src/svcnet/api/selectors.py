@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from svcnet.api.errors import bad_request
+from svcnet.api.errors import bad_request, go_quote
 from svcnet.api.resources import Resource
 from svcnet.api.validation.common import dig, is_qualified_name, is_valid_label_value
 
@@ -40,36 +40,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # Go-compatible formatting and apimachinery's name/value validation (util/validation).
 # ---------------------------------------------------------------------------------------------
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` (strconv.Quote) prints it: upstream messages quote bad values so."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def _invalid(path: str, value: str, detail: str) -> str:

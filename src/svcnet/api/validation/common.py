@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from svcnet.api.errors import FieldError, forbidden, invalid_value, not_supported, required, too_long
+from svcnet.api.errors import (
+    FieldError,
+    forbidden,
+    go_quote,
+    invalid_value,
+    not_supported,
+    required,
+    too_long,
+)
 
 FIELD_IMMUTABLE = "field is immutable"
 IS_NEGATIVE = "must be greater than or equal to 0"
@@ -45,27 +53,6 @@ class GoValue:
 
     def __hash__(self) -> int:
         return hash(self.text)
-
-
-def go_quote(value: Any) -> str:
-    """Go's %q of a string (close enough: JSON escaping without forcing ASCII)."""
-    text = value if isinstance(value, str) else str(value)
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def go_slice(values: Any, type_name: str = "[]string") -> GoValue:
