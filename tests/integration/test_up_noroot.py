@@ -33,8 +33,6 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from svcnet.node.runtime import alive, start_ticks
-
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 POD_NET = ipaddress.ip_network("127.244.0.0/16")
@@ -113,6 +111,13 @@ def usable_python(prefix: list[str], env: dict[str, str], cwd: Path) -> str:
     pytest.skip("no interpreter the non-root user can run imports svcnet: " + "; ".join(tried))
 
 
+def ticks(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def descendants(root: int) -> dict[int, int | None]:
     """PID -> start time of every process under ROOT (by parent PID), ROOT included."""
     parents: dict[int, int] = {}
@@ -128,12 +133,18 @@ def descendants(root: int) -> dict[int, int | None]:
             if ppid in found and pid not in found:
                 found.add(pid)
                 changed = True
-    return {pid: start_ticks(pid) for pid in found}
+    return {pid: ticks(pid) for pid in found}
 
 
 def still_alive(procs: dict[int, int | None]) -> list[int]:
-    """The processes of PROCS still running (same PID and start time, not a zombie)."""
-    return [pid for pid, t in procs.items() if t is not None and alive(pid, t)]
+    alive = []
+    for pid, t in procs.items():
+        now = ticks(pid)
+        if now is not None and now == t:
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+                    alive.append(pid)
+    return alive
 
 
 def ready(pod: dict) -> bool:
