@@ -42,7 +42,7 @@ def _validate_template_for_controller(template: Any, selector: Any, path: str) -
         errs.append(
             invalid_value(
                 f"{path}.metadata.labels",
-                go_string_map(labels) if labels is not None else GoValue("map[string]string(nil)"),
+                go_string_map(labels),
                 "`selector` does not match template `labels`",
             )
         )

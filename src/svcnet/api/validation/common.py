@@ -66,7 +66,7 @@ def go_slice(values: Any, type_name: str = "[]string") -> GoValue:
 
 def go_string_map(values: Any) -> GoValue:
     """%#v of a map[string]string (Go prints keys sorted)."""
-    if not isinstance(values, dict) or values is None:
+    if not isinstance(values, dict):
         return GoValue("map[string]string(nil)")
     items = ", ".join(f"{go_quote(k)}:{go_quote(v)}" for k, v in sorted(values.items()))
     return GoValue("map[string]string{" + items + "}")
@@ -601,7 +601,7 @@ def go_label_selector(selector: Any) -> GoValue:
     """%#v of a metav1.LabelSelector, for the rare messages that print one."""
     selector = as_dict(selector)
     labels = selector.get("matchLabels")
-    rendered_labels = go_string_map(labels) if labels is not None else GoValue("map[string]string(nil)")
+    rendered_labels = go_string_map(labels)
     exprs = selector.get("matchExpressions")
     rendered_exprs = (
         "[]v1.LabelSelectorRequirement(nil)"
