@@ -22,12 +22,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from svcnet.cli.common import parse_host_port
 from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
+
+if TYPE_CHECKING:
+    from svcnet.lab.lab import Lab
 
 log = logging.getLogger("svcnet.up")
 
@@ -196,10 +199,7 @@ def up(
         print("svcnet up: stopped; nothing left behind.", file=sys.stderr)
 
 
-def announce(url: str, kubeconfig: Path, lab: object, applied: list[str]) -> None:
-    from svcnet.lab.lab import Lab
-
-    assert isinstance(lab, Lab)
+def announce(url: str, kubeconfig: Path, lab: Lab, applied: list[str]) -> None:
     nodes = ", ".join(f"{n.name} {n.ip}" for n in lab.topo.nodes)
     data = lab.data_dir
     print(
