@@ -266,7 +266,7 @@ async def test_hashing_schedulers_are_stable_per_client_address(backends, proxie
         assert {await ask(cip, port, src) for _ in range(3)} == {first[src]}
 
 
-async def test_client_ip_affinity_is_sticky_within_its_timeout(backends):
+async def test_client_ip_affinity_is_sticky_within_its_timeout(backends, proxies):
     class Clock:
         now = 100.0
 
@@ -274,24 +274,21 @@ async def test_client_ip_affinity_is_sticky_within_its_timeout(backends):
             return self.now
 
     clock = Clock()
-    proxy = Proxy(clock=clock)
-    try:
-        cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
-        await proxy.apply(service("sticky", cip, port, backends[0].port, affinity_timeout=30,
-                                  annotations={"svcnet.io/scheduler": "rr"}),
-                          endpoint_slice("sticky", backends[0].port, [(b.ip, "ready") for b in backends]))
-        first = await ask(cip, port, "127.0.2.1")
-        for _ in range(10):
-            clock.now += 20  # under the timeout since the last use
-            assert await ask(cip, port, "127.0.2.1") == first
-            await ask(cip, port, "127.0.2.2")  # another client moves rr along
-        clock.now += 31
-        names = {await ask(cip, port, "127.0.2.1")}
-        clock.now += 31
-        names.add(await ask(cip, port, "127.0.2.1"))
-        assert names != {first}
-    finally:
-        await proxy.stop()
+    proxy = proxies(clock=clock)
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    await proxy.apply(service("sticky", cip, port, backends[0].port, affinity_timeout=30,
+                              annotations={"svcnet.io/scheduler": "rr"}),
+                      endpoint_slice("sticky", backends[0].port, [(b.ip, "ready") for b in backends]))
+    first = await ask(cip, port, "127.0.2.1")
+    for _ in range(10):
+        clock.now += 20  # under the timeout since the last use
+        assert await ask(cip, port, "127.0.2.1") == first
+        await ask(cip, port, "127.0.2.2")  # another client moves rr along
+    clock.now += 31
+    names = {await ask(cip, port, "127.0.2.1")}
+    clock.now += 31
+    names.add(await ask(cip, port, "127.0.2.1"))
+    assert names != {first}
 
 
 async def test_removed_endpoint_drains_50_long_lived_connections_while_new_ones_avoid_it(backends, proxies):
@@ -501,28 +498,25 @@ async def test_udp_flows_per_client_with_idle_timeout(backends, proxies):
         b.close()
 
 
-async def test_nodeport_and_external_ip_listeners_and_removal(backends):
+async def test_nodeport_and_external_ip_listeners_and_removal(backends, proxies):
     node = NodeConfig(node_name="n1", nodeport_addresses=["127.0.0.0/8"])
-    proxy = Proxy(node=node)
-    try:
-        cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
-        node_port = free_port(["127.0.0.1"])
-        ext = "127.0.0.77"
-        bport = backends[0].port
-        svc = service("np", cip, port, bport, node_port=node_port, external_ips=[ext])
-        await proxy.apply(svc, endpoint_slice("np", bport, [(backends[0].ip, "ready")]))
-        assert await ask("127.0.0.1", node_port) == "be1"
-        assert await ask(ext, port) == "be1"
-        assert await ask(cip, port) == "be1"
-        _, reader, writer = await greet(cip, port)
-        await proxy.apply(svc, deleted=True)
-        with pytest.raises(ConnectionRefusedError):
-            await asyncio.open_connection(cip, port)
-        writer.write(b"still here")  # the established connection keeps flowing
-        assert await asyncio.wait_for(reader.readexactly(10), 5) == b"still here"
-        writer.close()
-    finally:
-        await proxy.stop()
+    proxy = proxies(node=node)
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    node_port = free_port(["127.0.0.1"])
+    ext = "127.0.0.77"
+    bport = backends[0].port
+    svc = service("np", cip, port, bport, node_port=node_port, external_ips=[ext])
+    await proxy.apply(svc, endpoint_slice("np", bport, [(backends[0].ip, "ready")]))
+    assert await ask("127.0.0.1", node_port) == "be1"
+    assert await ask(ext, port) == "be1"
+    assert await ask(cip, port) == "be1"
+    _, reader, writer = await greet(cip, port)
+    await proxy.apply(svc, deleted=True)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(cip, port)
+    writer.write(b"still here")  # the established connection keeps flowing
+    assert await asyncio.wait_for(reader.readexactly(10), 5) == b"still here"
+    writer.close()
 
 
 async def test_wrr_weights_from_the_service_annotation(backends, proxies):
@@ -724,22 +718,19 @@ def test_running_out_of_descriptors_neither_spins_nor_wedges(tmp_path: Path):
                 p.wait()
 
 
-async def test_external_traffic_policy_local_serves_node_ports_from_local_endpoints(backends):
+async def test_external_traffic_policy_local_serves_node_ports_from_local_endpoints(backends, proxies):
     node = NodeConfig(node_name="n1", nodeport_addresses=["127.0.0.0/8"])
-    proxy = Proxy(node=node)
-    try:
-        cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
-        node_port = free_port(["127.0.0.1"])
-        bport = backends[0].port
-        svc = service("etp", cip, port, bport, node_port=node_port,
-                      annotations={"svcnet.io/scheduler": "rr"})
-        svc["spec"]["externalTrafficPolicy"] = "Local"
-        await proxy.apply(svc, endpoint_slice("etp", bport, [(b.ip, "ready") for b in backends[:2]],
-                                              nodes={backends[1].ip: "n2"}))
-        assert {await ask(cip, port) for _ in range(4)} == {"be1", "be2"}  # ClusterIP: every endpoint
-        assert {await ask("127.0.0.1", node_port) for _ in range(4)} == {"be1"}  # NodePort: local only
-    finally:
-        await proxy.stop()
+    proxy = proxies(node=node)
+    cip, port = unique_cluster_ip(), free_port(["127.0.0.1"])
+    node_port = free_port(["127.0.0.1"])
+    bport = backends[0].port
+    svc = service("etp", cip, port, bport, node_port=node_port,
+                  annotations={"svcnet.io/scheduler": "rr"})
+    svc["spec"]["externalTrafficPolicy"] = "Local"
+    await proxy.apply(svc, endpoint_slice("etp", bport, [(b.ip, "ready") for b in backends[:2]],
+                                          nodes={backends[1].ip: "n2"}))
+    assert {await ask(cip, port) for _ in range(4)} == {"be1", "be2"}  # ClusterIP: every endpoint
+    assert {await ask("127.0.0.1", node_port) for _ in range(4)} == {"be1"}  # NodePort: local only
 
 
 async def test_udp_endpoint_that_answers_unreachable_is_marked_down(backends, proxies):
