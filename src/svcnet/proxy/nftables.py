@@ -606,16 +606,20 @@ class NftablesSyncer:
                 changed_ports = {spn for spn in svc_port_map if spn.service in changed}
             todo_set.update(spn for spn in changed_ports if spn.service in changed)
             todo = sorted(todo_set)
-        old_chains = set(self.chains)  # less the stale chains deleted below
         old_affinity = self.affinity_sets
         stale = dict(self.stale_chains)
         # Stale chains unreferenced long enough are deleted first (they are already empty).
+        deleted: set[str] = set()
         for chain, since in sorted(stale.items()):
             if now - since >= STALE_CHAIN_DELAY:
                 tx.delete_chain(chain)
                 del stale[chain]
-                old_chains.discard(chain)
+                deleted.add(chain)
+        # What the kernel holds once those are gone. Read only: at 10k services it is some 60k
+        # chains, and a partial sync copies it once (into `chains`), not for every question.
+        old_chains = self.chains - deleted if deleted else self.chains
         chains = set(old_chains) if not full else set()
+        dropped: list[str] = []  # chains of re-rendered ports that their new output lacks
         affinity = set(old_affinity) if not full else set()
         words = self.words
         local_cidr = self.node.local_cidr
@@ -630,6 +634,7 @@ class NftablesSyncer:
                 for chain in old.chains:
                     if new is None or chain not in new.chains:
                         chains.discard(chain)
+                        dropped.append(chain)
                 for name in old.affinity_sets:
                     if new is None or name not in new.affinity_sets:
                         affinity.discard(name)
@@ -651,14 +656,17 @@ class NftablesSyncer:
                     chains.add(chain)
                     stale.pop(chain, None)
             self._diff_elements(tx, elements, spn, old, new, full)
-        # Service chains the kernel still holds but nothing uses: flush now, delete later.
-        for chain in sorted(old_chains - chains):
+        # Service chains the kernel still holds but nothing uses: flush now, delete later. A
+        # partial sync can only have stopped using the chains it dropped.
+        unused = (old_chains - chains if full
+                  else {c for c in dropped if c in old_chains and c not in chains})
+        for chain in sorted(unused):
             if chain not in stale:
                 tx.flush_chain(chain)
                 stale[chain] = now
         for name in sorted(old_affinity - affinity):
             tx.lines.append(f"delete set {tx.prefix} {name}")
-        all_chains = chains | set(stale)
+        chains.update(stale)  # flushed, still in the kernel until deleted
         if full:
             no_int = sum(1 for o in outputs.values() if o.no_local_internal)
             no_ext = sum(1 for o in outputs.values() if o.no_local_external)
@@ -670,7 +678,7 @@ class NftablesSyncer:
                 no_ext += _flag(after, "no_local_external") - _flag(before, "no_local_external")
         text = tx.text()
         return SyncPlan(text=text, full=full, lines=len(tx.lines), outputs=outputs, elements=elements,
-                        chains=all_chains, affinity_sets=affinity, stale_chains=stale,
+                        chains=chains, affinity_sets=affinity, stale_chains=stale,
                         no_local_internal=no_int, no_local_external=no_ext, ports=todo)
 
     @staticmethod
