@@ -19,6 +19,7 @@ from svcnet.api.schema import (
 def test_every_served_kind_has_a_model(resource):
     model = model_class(resource.api_version, resource.kind)
     assert model is not None
+    assert model.__name__.endswith(f"V1{resource.kind}")  # the kind's own class, not a look-alike
     assert model.attribute_map["metadata"] == "metadata"
 
 
