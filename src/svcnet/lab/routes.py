@@ -47,15 +47,20 @@ async def health_check(from_netns: str, ip: str, port: int, timeout: float = 1.0
     try:
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (ip, port)), timeout)
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(f"GET / HTTP/1.1\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        writer.close()
-        parts = line.split()
-        return len(parts) > 1 and parts[1] == b"200"
     except (OSError, TimeoutError):
         sock.close()
         return False
+    # From here the transport owns the socket: close it through the writer, whatever happens.
+    try:
+        writer.write(f"GET / HTTP/1.1\r\nHost: {ip}:{port}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+    parts = line.split()
+    return len(parts) > 1 and parts[1] == b"200"
 
 
 class LabNetwork:
