@@ -24,10 +24,9 @@ from svcnet.api.validation.common import (
     validate_qualified_name,
     validate_required_enum,
 )
-from svcnet.api.validation.meta import validate_object_meta, validate_object_meta_update
+from svcnet.api.validation.meta import STANDARD_FINALIZERS, validate_object_meta, validate_object_meta_update
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_STANDARD_FINALIZERS = {"kubernetes", "orphan", "foregroundDeletion"}
 
 # --------------------------------------------------------------------------------------------
 # Namespace
@@ -35,7 +34,7 @@ _STANDARD_FINALIZERS = {"kubernetes", "orphan", "foregroundDeletion"}
 
 def _validate_namespace_finalizer(name: str, path: str) -> list[FieldError]:
     errs = validate_qualified_name(name, path)
-    if "/" not in name and name not in _STANDARD_FINALIZERS:
+    if "/" not in name and name not in STANDARD_FINALIZERS:
         errs.append(
             invalid_value(path, name, "name is neither a standard finalizer name nor is it fully qualified")
         )

@@ -25,7 +25,7 @@ from svcnet.api.validation.common import (
 
 FINALIZER_ORPHAN = "orphan"
 FINALIZER_FOREGROUND = "foregroundDeletion"
-_STANDARD_FINALIZERS = {"kubernetes", FINALIZER_ORPHAN, FINALIZER_FOREGROUND}
+STANDARD_FINALIZERS = frozenset({"kubernetes", FINALIZER_ORPHAN, FINALIZER_FOREGROUND})
 _BANNED_OWNERS = {("v1", "Event")}
 
 
@@ -77,7 +77,7 @@ def _validate_finalizers(finalizers: Any, path: str) -> list[FieldError]:
         )
     # core's ValidateObjectMeta: a finalizer without a "/" must be a standard one.
     for i, name in enumerate(names):
-        if "/" not in name and name not in _STANDARD_FINALIZERS:
+        if "/" not in name and name not in STANDARD_FINALIZERS:
             errs.append(
                 invalid_value(
                     f"{path}[{i}]",
