@@ -201,3 +201,20 @@ async def test_healthz_is_503_for_a_node_being_deleted_livez_stays_200() -> None
     assert (await health.healthz(None)).status == 503
     livez = await health.livez(None)
     assert livez.status == 200 and '"nodeEligible": false' in livez.text
+
+
+async def test_node_label_change_is_a_full_sync_that_follows_the_zone() -> None:
+    px, ipt, _, _, _ = make_proxier()
+    px.state.services_synced = px.state.slices_synced = True
+    px.state.on_service(svc("a", "172.30.0.1"))
+    slice_obj = eps("a", "10.0.0.1", "10.0.0.2")
+    slice_obj["endpoints"][0]["hints"] = {"forZones": [{"name": "za"}]}
+    slice_obj["endpoints"][1]["hints"] = {"forZones": [{"name": "zb"}]}
+    px.state.on_endpoint_slice(slice_obj)
+    await px.sync()
+    assert "10.0.0.1:5353" in ipt.restores[-1] and "10.0.0.2:5353" in ipt.restores[-1]  # no zone yet
+    px.state.on_node({"kind": "Node", "metadata": {"name": "n1",
+                                                   "labels": {"topology.kubernetes.io/zone": "zb"}}})
+    await px.sync()
+    assert px.last_sync_full and px.node.node_labels == {"topology.kubernetes.io/zone": "zb"}
+    assert "10.0.0.2:5353" in ipt.restores[-1] and "10.0.0.1:5353" not in ipt.restores[-1]

@@ -155,9 +155,7 @@ class IpvsProxier(ProxierBase):
             log.info("Not syncing ipvs rules until Services and Endpoints have been received")
             return
         start = time.monotonic()
-        changes = self.state.take_changes()
-        if changes.topology_changed:
-            self.node.node_labels = dict(self.state.node_labels)
+        changes = self._take_changes()
         st = render_state(self.state.svc_port_map, self.state.endpoints_map, self.node,
                           self.scheduler, self.state.services)
         try:

@@ -46,10 +46,8 @@ class NftablesProxier(ProxierBase):
             log.info("Not syncing nftables until Services and Endpoints have been received")
             return
         start = time.monotonic()
-        changes = self.state.take_changes()
+        changes = self._take_changes()
         full = self.need_full_sync or changes.topology_changed
-        if changes.topology_changed:
-            self.node.node_labels = dict(self.state.node_labels)
         if full:
             # A full sync trusts the kernel, not the mirror: the service chains and affinity sets
             # it holds (an earlier run's, or ours from before a failure) are flushed and later

@@ -67,10 +67,8 @@ class IptablesProxier(ProxierBase):
             log.info("Not syncing iptables until Services and Endpoints have been received")
             return
         start = time.monotonic()
-        changes = self.state.take_changes()
+        changes = self._take_changes()
         full = self.need_full_sync or changes.topology_changed
-        if changes.topology_changed:
-            self.node.node_labels = dict(self.state.node_labels)
         try:
             if full:
                 await asyncio.to_thread(self.ensure_base_rules)

@@ -12,7 +12,7 @@ from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.conntrack import Conntrack
 from svcnet.proxy.healthcheck import ProxierHealth, ServiceHealthServers
 from svcnet.proxy.metrics import ProxyMetrics
-from svcnet.proxy.state import ProxyState
+from svcnet.proxy.state import ChangeResult, ProxyState
 
 
 class ProxierBase:
@@ -51,6 +51,14 @@ class ProxierBase:
     async def _sync(self) -> None:
         raise NotImplementedError
 
+    def _take_changes(self) -> ChangeResult:
+        """The changes since the last sync; a topology change also updates the node's labels,
+        which the renderers read for topology hints."""
+        changes = self.state.take_changes()
+        if changes.topology_changed:
+            self.node.node_labels = dict(self.state.node_labels)
+        return changes
+
     def _failed(self, full: bool) -> None:
         # The change sets are consumed (and a mirror may not match): only a full sync repairs it.
         self.need_full_sync = True
@@ -77,7 +85,7 @@ class ProxierBase:
         self.metrics.last_timestamp.labels(fam).set(now)
         self.health.updated()
 
-    async def _after_sync(self, changes) -> None:
+    async def _after_sync(self, changes: ChangeResult) -> None:
         """Health-check node ports and local endpoints, then stale conntrack entries."""
         if self.service_health is not None:
             await self.service_health.sync_services(self.state.health_check_node_ports())
