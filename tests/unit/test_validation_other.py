@@ -608,6 +608,25 @@ def test_namespace_names_are_dns_labels() -> None:
     ]
 
 
+def test_namespace_spec_finalizers_are_standard_or_qualified() -> None:
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "shop"},
+        "spec": {"finalizers": ["kubernetes", "cleanup", "example.com/cleanup"]},
+    }
+    # Upstream reports these on spec.finalizers without an index.
+    assert causes(validate_create(created(namespace))) == [
+        (
+            "spec.finalizers",
+            "FieldValueInvalid",
+            'Invalid value: "cleanup": name is neither a standard finalizer name nor is it fully qualified',
+        )
+    ]
+    namespace["spec"]["finalizers"] = ["kubernetes", "orphan", "foregroundDeletion", "example.com/cleanup"]
+    assert validate_create(created(namespace)) == []
+
+
 def test_node_pod_cidrs_and_taints() -> None:
     node = {
         "apiVersion": "v1",
