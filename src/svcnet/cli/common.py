@@ -1,6 +1,16 @@
-"""Small parsing helpers shared by several `svcnet` commands."""
+"""Small helpers shared by several `svcnet` commands."""
 
 from __future__ import annotations
+
+import logging
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_level: str) -> None:
+    """The logging of a long-running command: LOG_LEVEL (debug, info, warning or error) with
+    timestamps, to stderr."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

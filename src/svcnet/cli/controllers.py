@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from svcnet.cli.common import setup_logging
 from svcnet.controllers.manager import ALL_CONTROLLERS
 
 
@@ -105,7 +105,7 @@ def controllers(
     from svcnet.client.kubeconfig import KubeconfigError
     from svcnet.controllers.manager import ControllerManager
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     options = build_options(
         controllers=controller,
         lb_pool=lb_pool,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from svcnet.cli.common import setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +68,7 @@ def node(
     """Run the node agent: register the Node and run the pods bound to it in network namespaces."""
     from svcnet.node.agent import AgentConfig, NodeAgent
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     labels = {}
     for item in node_labels or []:
         key, sep, value = item.partition("=")
@@ -140,7 +141,7 @@ def workloads(
     """Run the Deployment and StatefulSet controllers and the scheduler."""
     from svcnet.controllers.workloads.runner import run_workloads
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
 
     async def main() -> None:
         stop = asyncio.Event()

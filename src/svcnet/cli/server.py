@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from svcnet.cli.common import parse_host_port
+from svcnet.cli.common import parse_host_port, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -124,7 +123,7 @@ def server(
             retry_period=leader_elect_retry_period,
         )
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     try:
         host, port = parse_host_port(listen)
     except ValueError as exc:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from svcnet.cli.common import parse_host_port
+from svcnet.cli.common import parse_host_port, setup_logging
 from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def up(
     Without root: one node whose pods are local processes on 127.244.0.0/16, the user-space
     proxy on ClusterIPs of 127.96.0.0/16 and the DNS on --dns-listen (--nodes and --proxy-mode
     do not apply)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     if os.geteuid() != 0:
         up_local(data_dir, filename, listen, dns_listen)
         return
