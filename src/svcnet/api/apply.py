@@ -67,14 +67,8 @@ _SERVER_METADATA = frozenset(
 
 
 def _struct_name(model: type) -> str:
-    name = model.__name__
-    for i in range(len(name) - 1):
-        if name[i] == "V" and name[i + 1].isdigit():
-            j = i + 1
-            while j < len(name) and (name[j].isdigit() or name[j].islower()):
-                j += 1
-            return name[j:]
-    return name
+    """The Go struct a client model class stands for: V1ServiceSpec -> ServiceSpec."""
+    return schema._go_struct_name(model)[1]
 
 
 def _list_semantics(struct: str, name: str) -> tuple[str, tuple[str, ...]]:
