@@ -26,6 +26,7 @@ no version conversion (every served kind has one version).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from typing import Any
 
 from svcnet.api import errors, schema
 from svcnet.api.errors import StatusError
+from svcnet.api.patch import PatchMeta, TypeMeta, patch_meta_for
+from svcnet.api.resources import RESOURCES
 
 Path = tuple[str, ...]
 _PRESENT = object()  # a list item or non-leaf node: owned, but has no value of its own
@@ -82,32 +85,25 @@ def _list_semantics(struct: str, name: str) -> tuple[str, tuple[str, ...]]:
     return "map", LIST_MAP_KEYS.get((struct, name), (tags.merge_key,))
 
 
-_TAGS: dict[tuple[str, str], Any] | None = None
+@functools.cache
+def _patch_tags() -> dict[tuple[str, str], PatchMeta]:
+    """(Go struct, field) -> its SMP tags, for every struct the served kinds contain."""
+    out: dict[tuple[str, str], PatchMeta] = {}
 
+    def walk(meta: TypeMeta, depth: int) -> None:
+        if depth > 12 or not meta.name:
+            return
+        for fname, fmeta in meta.fields.items():
+            if fmeta.strategies:
+                out[(meta.name, fname)] = fmeta
+            if fmeta.schema is not None:
+                walk(fmeta.schema, depth + 1)
 
-def _patch_tags() -> dict[tuple[str, str], Any]:
-    global _TAGS
-    if _TAGS is None:
-        from svcnet.api import patch as patchlib
-        from svcnet.api import resources
-
-        out: dict[tuple[str, str], Any] = {}
-
-        def walk(meta: Any, depth: int) -> None:
-            if depth > 12 or not meta.name:
-                return
-            for fname, fmeta in meta.fields.items():
-                if fmeta.strategies:
-                    out[(meta.name, fname)] = fmeta
-                if fmeta.schema is not None:
-                    walk(fmeta.schema, depth + 1)
-
-        for r in resources.RESOURCES:
-            tree = patchlib.patch_meta_for(r.api_version, r.kind)
-            if tree is not None:
-                walk(tree, 0)
-        _TAGS = out
-    return _TAGS
+    for r in RESOURCES:
+        tree = patch_meta_for(r.api_version, r.kind)
+        if tree is not None:
+            walk(tree, 0)
+    return out
 
 
 def _dumps(value: Any) -> str:
