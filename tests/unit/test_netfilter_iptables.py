@@ -308,6 +308,14 @@ def test_large_rule_sets_are_read_lazily_with_the_same_answers():
     assert r.endpoints == ["10.1.5.249:8080", "10.2.5.249:8080"]
     # the quoted "-d 1.1.1.1" in the comments is not mistaken for the rule's destination
     assert trace_text("iptables", text, Packet("10.0.0.2", "1.1.1.1", 80), NODE).verdict == "NONE"
+    # branches forked by a random split before the `-d` rules still match them
+    split = text.replace(
+        "\n-A PREROUTING -j KUBE-SERVICES\n",
+        "\n-A PREROUTING -m statistic --mode random --probability 0.5 -j MARK --set-xmark 0x1/0x1"
+        "\n-A PREROUTING -j KUBE-SERVICES\n",
+    )
+    r = trace_text("iptables", split, Packet("10.0.0.2", "172.30.5.250", 80), NODE)
+    assert r.endpoints == ["10.1.5.249:8080", "10.2.5.249:8080"] and r.probabilities == [0.5, 0.5]
 
 
 def test_large_malformed_dump_names_the_line():

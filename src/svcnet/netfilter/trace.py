@@ -107,6 +107,7 @@ class Flow:
             self.iif,
             self.oif,
             list(self.steps),
+            self.dst_text,
         )
         return twin
 
