@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -11,6 +16,19 @@ def setup_logging(log_level: str) -> None:
     """The logging of a long-running command: LOG_LEVEL (debug, info, warning or error) with
     timestamps, to stderr."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """Run MAIN to the end on uvloop (asyncio's own loop if uvloop is not installed). Only the
+    import is guarded: an ImportError raised by MAIN itself propagates."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

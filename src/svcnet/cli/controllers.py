@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from svcnet.cli.common import setup_logging
+from svcnet.cli.common import run_on_uvloop, setup_logging
 from svcnet.controllers.manager import ALL_CONTROLLERS
 
 
@@ -137,11 +137,4 @@ def controllers(
         finally:
             await client.close()
 
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
+    run_on_uvloop(main())

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from svcnet.cli.common import setup_logging
+from svcnet.cli.common import run_on_uvloop, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -125,12 +125,7 @@ def node(
             loop.add_signal_handler(sig, agent.stop)
         await agent.run()
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    run_on_uvloop(main())
 
 
 def workloads(
