@@ -64,3 +64,8 @@ def test_hostname_and_subdomain() -> None:
         p, ["10.244.1.5"]
     )
     assert "10.244.1.5\tweb-0\n" in hosts_file(pod(), ["10.244.1.5"])
+    # The node's --cluster-domain, not a fixed cluster.local.
+    assert pod_hostname(p, "corp.internal")[1] == "mysql-0.mysql-headless.default.svc.corp.internal"
+    assert "\tmysql-0.mysql-headless.default.svc.corp.internal\tmysql-0\n" in hosts_file(
+        p, ["10.244.1.5"], "corp.internal"
+    )

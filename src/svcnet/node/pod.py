@@ -225,7 +225,7 @@ class PodWorker:
         else:
             self.ip = self.agent.ipam.allocate(self.uid)
             resolv = podfiles.resolv_conf(self.pod, self.agent.cluster_dns, self.agent.cluster_domain)
-            hosts = podfiles.hosts_file(self.pod, [self.ip])
+            hosts = podfiles.hosts_file(self.pod, [self.ip], self.agent.cluster_domain)
             if not self.local:
                 await asyncio.to_thread(
                     sandbox.create, self.agent.node_network, self.pod_netns, self.uid, self.ip, resolv, hosts

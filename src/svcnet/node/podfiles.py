@@ -78,18 +78,18 @@ def _parse(text: str) -> tuple[list[str], list[str], list[str]]:
     return servers, search, options
 
 
-def pod_hostname(pod: Obj) -> tuple[str, str]:
+def pod_hostname(pod: Obj, cluster_domain: str = "cluster.local") -> tuple[str, str]:
     """(hostname, fqdn-or-empty) as kubelet's GeneratePodHostNameAndDomain computes them."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     hostname = (spec.get("hostname") or meta.get("name") or "")[:63].rstrip("-.")
     sub = spec.get("subdomain") or ""
-    fqdn = f"{hostname}.{sub}.{meta.get('namespace') or 'default'}.svc.cluster.local" if sub else ""
+    fqdn = f"{hostname}.{sub}.{meta.get('namespace') or 'default'}.svc.{cluster_domain}" if sub else ""
     return hostname, fqdn
 
 
-def hosts_file(pod: Obj, pod_ips: list[str]) -> str:
-    hostname, fqdn = pod_hostname(pod)
+def hosts_file(pod: Obj, pod_ips: list[str], cluster_domain: str = "cluster.local") -> str:
+    hostname, fqdn = pod_hostname(pod, cluster_domain)
     lines = [
         "# Kubernetes-managed hosts file.",
         "127.0.0.1\tlocalhost",
