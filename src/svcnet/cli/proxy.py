@@ -114,7 +114,7 @@ def proxy(
     from svcnet.proxy import daemon
 
     if cleanup:
-        raise typer.Exit(daemon.cleanup(mode))
+        raise typer.Exit(daemon.cleanup())
     if mode == "userspace":
         _fail("the user-space proxy has its own options: run `svcnet proxy userspace --help`")
     _check_kernel_supports(mode)

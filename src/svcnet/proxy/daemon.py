@@ -225,8 +225,9 @@ def run(opts: DaemonOptions) -> int:
     return asyncio.run(ProxyDaemon(opts).run())
 
 
-def cleanup(mode: str) -> int:
-    """Remove the proxy's state of every mode (iptables, nftables, ipvs), for both IP families."""
+def cleanup() -> int:
+    """Remove the proxy's state of every mode (iptables, nftables, ipvs), for both IP families,
+    whichever --mode was given (as upstream's --cleanup)."""
     ok = True
     for ipv6, binary in ((False, "iptables-nft"), (True, "iptables-nft"), (False, "iptables-legacy"),
                          (True, "iptables-legacy")):
@@ -238,7 +239,6 @@ def cleanup(mode: str) -> int:
             log.warning("%s", e)
             continue
         ok = cleanup_iptables(ipt) and ok
-    # As upstream's --cleanup: every mode's state goes, whichever mode is named.
     from svcnet.proxy.apply.ipvs import cleanup_ipvs
     from svcnet.proxy.nftables_proxier import cleanup_nftables
 
