@@ -88,7 +88,8 @@ def lab(
 
     def announce(running: Lab) -> None:
         print(f"svcnet lab {running.prefix}: {nodes} nodes ready; logs in {running.log_dir}", flush=True)
-        print("try:  svcnet lab exec external -- curl -s http://172.30.0.11:NODEPORT/", flush=True)
+        node_ip = running.topo.nodes[0].ip
+        print(f"try:  svcnet lab exec external -- curl -s http://{node_ip}:NODEPORT/", flush=True)
 
     asyncio.run(run_lab(lab_, announce))
 
