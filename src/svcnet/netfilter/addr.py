@@ -57,17 +57,6 @@ def format_endpoint(addr: Addr, port: int | None) -> str:
     return f"[{text}]:{port}" if addr[0] == 6 else f"{text}:{port}"
 
 
-def split_endpoint(text: str) -> tuple[str, int | None]:
-    """`10.0.0.1:80`, `[2001:db8::1]:80`, `10.0.0.1` or `2001:db8::1` -> (ip text, port)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else None
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, int(port) if port else None
-    return text, None
-
-
 LOOPBACK_NETS = (parse_net("127.0.0.0/8"), parse_net("::1/128"))
 
 

@@ -318,7 +318,3 @@ def addr_type(addr: Addr, local: LocalAddresses) -> str:
     elif value >> 120 == 0xFF:
         return "MULTICAST"
     return "UNICAST"
-
-
-def describe_addr(addr: Addr) -> str:
-    return format_addr(addr)

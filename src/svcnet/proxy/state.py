@@ -171,10 +171,6 @@ class ProxyState:
             self._conntrack_changes(result, old_ports, new_ports, old_eps, new_eps)
         return result
 
-    def mark_all_dirty(self) -> None:
-        self._dirty.update(self.services)
-        self._dirty.update(self.slices)
-
     @staticmethod
     def _conntrack_changes(result: ChangeResult, old_ports, new_ports, old_eps, new_eps) -> None:
         for spn, info in old_ports.items():

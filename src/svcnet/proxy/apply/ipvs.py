@@ -1,10 +1,10 @@
-"""IPVS on this node: whether the kernel has it, applying rendered state, and `--cleanup`.
+"""IPVS on this node: whether the kernel has it, and `--cleanup`.
 
 IPVS lives in the kernel module ip_vs (with one module per scheduler, ip_vs_rr ...); without
 it /proc/net/ip_vs does not exist and `--mode ipvs` cannot run. The state the IPVS backend
-renders (svcnet.proxy.ipvs) is applied with the tools upstream's proxier drives through
-netlink: `ip link/addr` for the kube-ipvs0 dummy interface, `ipset restore`, `ipvsadm-restore`
-and `iptables-restore`.
+renders (svcnet.proxy.ipvs) is applied by svcnet.proxy.ipvs_proxier.IpvsKernel with the tools
+upstream's proxier drives through netlink: `ip link/addr` for the kube-ipvs0 dummy interface,
+`ipset restore`, `ipvsadm-restore` and `iptables-restore`.
 """
 
 from __future__ import annotations
@@ -43,24 +43,6 @@ def ipvs_unavailable_reason(proc_path: str | None = None) -> str | None:
 
 def _run(args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(args, input=text, capture_output=True, text=True, check=False)
-
-
-def apply_state(ipsets: str, ipvs: str, addresses: list[str], iptables_text: str) -> None:
-    """Apply one full IPVS sync: dummy device addresses, ipsets, virtual servers, iptables."""
-    _run(["ip", "link", "add", DUMMY_DEVICE, "type", "dummy"])
-    current = _run(["ip", "-o", "addr", "show", "dev", DUMMY_DEVICE]).stdout.split()
-    have = {w.split("/")[0] for w in current if "/" in w}
-    for addr in addresses:
-        if addr not in have:
-            prefix = 128 if ":" in addr else 32
-            _run(["ip", "addr", "add", f"{addr}/{prefix}", "dev", DUMMY_DEVICE])
-    for addr in have - set(addresses):
-        _run(["ip", "addr", "del", f"{addr}/{128 if ':' in addr else 32}", "dev", DUMMY_DEVICE])
-    for args, text in ((["ipset", "restore", "-exist"], ipsets), (["ipvsadm-restore"], ipvs),
-                       (["iptables-restore", "--noflush"], iptables_text)):
-        res = _run(args, text)
-        if res.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {res.stderr.strip()}")
 
 
 def cleanup_ipvs() -> bool:
