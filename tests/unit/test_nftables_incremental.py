@@ -132,6 +132,11 @@ def test_random_changes_keep_the_table_equal_to_a_full_sync() -> None:
         assert without_stale(h.nft.dump(), stale) == h.fresh_full_dump(), f"step {step}"
         for chain in stale:
             assert h.nft.table.chains[chain][1] == [], "stale chains are flushed at once"
+        # the index partial syncs keep of the ports per service is the mirror's, and no larger
+        by_service: dict = {}
+        for spn in h.syncer.outputs:
+            by_service.setdefault(spn.service, set()).add(spn)
+        assert h.syncer.by_service == by_service, f"step {step}"
 
 
 def test_stale_chains_are_deleted_after_the_delay() -> None:

@@ -721,8 +721,12 @@ class NftablesSyncer:
             for spn in plan.ports:
                 if spn in plan.outputs:
                     self.by_service.setdefault(spn.service, set()).add(spn)
-                elif spn.service in self.by_service:
-                    self.by_service[spn.service].discard(spn)
+                else:
+                    ports = self.by_service.get(spn.service)
+                    if ports is not None:
+                        ports.discard(spn)
+                        if not ports:  # a deleted service leaves no key behind
+                            del self.by_service[spn.service]
         self.no_local_internal = plan.no_local_internal
         self.no_local_external = plan.no_local_external
         self.elements = plan.elements
