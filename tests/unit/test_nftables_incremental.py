@@ -292,3 +292,30 @@ def test_the_stand_in_reads_chain_and_set_blocks_as_nft_does() -> None:
         with pytest.raises(NftError):
             nft.run(bad)
         assert nft.dump() == before  # refused whole
+
+
+def test_no_local_endpoint_counts_follow_partial_syncs() -> None:
+    h = Harness()
+
+    def local_service(i: int) -> dict:
+        svc = service(i, node_port=30000 + i)
+        svc["spec"].update(internalTrafficPolicy="Local", externalTrafficPolicy="Local")
+        return svc
+
+    def fresh_counts() -> tuple[int, int]:
+        plan = NftablesSyncer(h.node).plan(h.state.svc_port_map, h.state.endpoints_map)
+        return plan.no_local_internal, plan.no_local_external
+
+    for i in range(3):
+        h.state.on_service(local_service(i))
+        h.state.on_endpoint_slice(endpoint_slice(i, ep_ip(i, 0)))  # on another node
+    h.sync()
+    assert (h.syncer.no_local_internal, h.syncer.no_local_external) == (3, 3)
+    local = endpoint_slice(1, ep_ip(1, 0))
+    local["endpoints"][0]["nodeName"] = "test-node"
+    h.state.on_endpoint_slice(local)
+    h.sync()
+    assert (h.syncer.no_local_internal, h.syncer.no_local_external) == (2, 2) == fresh_counts()
+    h.state.on_service(local_service(2), deleted=True)
+    h.sync()
+    assert (h.syncer.no_local_internal, h.syncer.no_local_external) == (1, 1) == fresh_counts()
