@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from svcnet.cli.common import parse_host_port, setup_logging
-from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
+from svcnet.node.runtime import alive, start_svcnet, start_ticks, stop_group
 
 if TYPE_CHECKING:
     from svcnet.lab.lab import Lab
@@ -228,15 +228,7 @@ LOCAL_NODE = "local"
 
 def spawn_child(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
     """`svcnet ARGS` in a session of its own (stopped by its PID, as a process group)."""
-    with open(log_dir / f"{name}.log", "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "svcnet", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env(),
-            start_new_session=True,
-        )
+    return start_svcnet(args, log_dir / f"{name}.log")
 
 
 def stop_local_children(data_dir: Path) -> None:

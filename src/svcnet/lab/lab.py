@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from svcnet.lab import topology
 from svcnet.lab.relay import Relay
 from svcnet.lab.routes import LabNetwork, node_ready
 from svcnet.lab.topology import CLUSTER_CIDR, CLUSTER_DNS_IP, GATEWAY_IP, Topology
-from svcnet.node.runtime import alive, child_env, start_ticks, stop_group
+from svcnet.node.runtime import alive, start_svcnet, start_ticks, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +79,7 @@ class Lab:
     def spawn(self, name: str, args: list[str], netns_name: str | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        cmd = [sys.executable, "-m", "svcnet", *args]
-        if netns_name:
-            cmd = ["ip", "netns", "exec", netns_name, *cmd]
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=child_env(),
-                start_new_session=True,
-            )
-        child = Child(name, proc, log_path)
+        child = Child(name, start_svcnet(args, log_path, netns_name), log_path)
         self.children.append(child)
         self.save_state()
         return child

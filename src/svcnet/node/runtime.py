@@ -31,6 +31,23 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def start_svcnet(args: list[str], log_path: Path, netns_name: str | None = None) -> subprocess.Popen:
+    """`python -m svcnet ARGS` (under `ip netns exec NETNS_NAME` if given) in a session of its
+    own, so that stop_group stops it with everything it started; output appended to LOG_PATH."""
+    cmd = [sys.executable, "-m", "svcnet", *args]
+    if netns_name:
+        cmd = ["ip", "netns", "exec", netns_name, *cmd]
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+            start_new_session=True,
+        )
+
+
 def stop_group(proc: subprocess.Popen, timeout: float = 10) -> None:
     """SIGTERM to the process group of PROC (a child started in a session of its own), up to
     TIMEOUT seconds for it to exit, then SIGKILL to the group."""
