@@ -48,10 +48,9 @@ def start_server(
     url_file = data_dir / "server-url"
     url_file.unlink(missing_ok=True)
     log_path = log_dir / "server.log"
-    proc = spawn_child(
-        "server",
+    proc = start_svcnet(
         ["server", "--data-dir", str(data_dir), "--listen", listen, "--log-level", "warning", *extra],
-        log_dir,
+        log_path,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -226,11 +225,6 @@ LOCAL_POD_CIDR = "127.244.0.0/16"
 LOCAL_NODE = "local"
 
 
-def spawn_child(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
-    """`svcnet ARGS` in a session of its own (stopped by its PID, as a process group)."""
-    return start_svcnet(args, log_dir / f"{name}.log")
-
-
 def stop_local_children(data_dir: Path) -> None:
     """Children an earlier `svcnet up` without root recorded and left running (kill -9):
     SIGKILL their groups while the PID still names the very process it started."""
@@ -317,7 +311,7 @@ def up_local(data_dir: Path, filename: list[str] | None, listen: str, dns_listen
         workloads = asyncio.ensure_future(run_workloads(str(kubeconfig), stop))
         try:
             for name, args in specs:
-                children.append((name, spawn_child(name, args, log_dir)))
+                children.append((name, start_svcnet(args, log_dir / f"{name}.log")))
                 record()
             async with ApiClient.from_kubeconfig(str(kubeconfig)) as api:
                 deadline = time.monotonic() + 30
