@@ -165,6 +165,11 @@ def test_failing_probes_show_in_conditions_and_events(cluster: Cluster) -> None:
             readinessProbe: {httpGet: {path: /status/503, port: 80}, periodSeconds: 1, failureThreshold: 1}
         ---
         apiVersion: v1
+        kind: Service
+        metadata: {name: unready}
+        spec: {selector: {app: unready}, ports: [{port: 80}]}
+        ---
+        apiVersion: v1
         kind: Pod
         metadata: {name: unlive}
         spec:
@@ -187,8 +192,14 @@ def test_failing_probes_show_in_conditions_and_events(cluster: Cluster) -> None:
         ],
     )
     assert unhealthy[0]["type"] == "Warning"
-    slices = get(cluster, "endpointslices", "-l", "kubernetes.io/service-name=unready")["items"]
-    assert all(not (e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
+    # The failing readiness probe keeps the pod's endpoint in its Service's slice, not ready.
+    def endpoints() -> list[dict]:
+        slices = get(cluster, "endpointslices", "-l", "kubernetes.io/service-name=unready")["items"]
+        return [e for s in slices for e in s.get("endpoints") or []]
+
+    eps = wait_for("the unready pod's endpoint", endpoints)
+    assert [e["addresses"] for e in eps] == [[pod_status(cluster, "unready")["podIP"]]], eps
+    assert not any((e.get("conditions") or {}).get("ready") for e in eps), eps
     # Liveness: the container is killed and restarted.
     wait_for("liveness restart", lambda: container(cluster, "unlive").get("restartCount", 0) >= 1, timeout=30)
     reasons = {e["reason"] for e in events_for(cluster, "unlive")}
