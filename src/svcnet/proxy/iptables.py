@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.ipnet import parse_cidr, parse_ip
-from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
+from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName, port_order
 from svcnet.proxy.topology import categorize_endpoints
 
 KUBE_SERVICES = "KUBE-SERVICES"
@@ -203,7 +203,7 @@ def render(svc_port_map: Mapping[ServicePortName, ServicePortInfo],
     written: set[tuple[str, str]] = set()
     nfacct_localhost = node.nfacct and localhost_nodeports and not is_v6
 
-    for spn in sorted(svc_port_map):
+    for spn in sorted(svc_port_map, key=port_order):
         svc = svc_port_map[spn]
         proto = svc.protocol.lower()
         name = svc.name_string

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.ipnet import join_host_port, parse_cidr, parse_ip
-from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
+from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName, port_order
 from svcnet.proxy.topology import categorize_endpoints
 
 log = logging.getLogger("svcnet.proxy.ipvs")
@@ -178,7 +178,7 @@ def render_state(svc_port_map: Mapping[ServicePortName, ServicePortInfo],
     st = IpvsState()
     sets = st.ipsets
     node_ips = _nodeport_ips(node)
-    for spn in sorted(svc_port_map):
+    for spn in sorted(svc_port_map, key=port_order):
         svc = svc_port_map[spn]
         proto = svc.protocol.lower()
         sched = scheduler_for((services or {}).get(spn.service), scheduler)

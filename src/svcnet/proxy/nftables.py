@@ -30,7 +30,7 @@ from functools import lru_cache
 
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.ipnet import parse_cidr, parse_ip
-from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
+from svcnet.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName, port_order
 from svcnet.proxy.topology import categorize_endpoints
 
 log = logging.getLogger("svcnet.proxy")
@@ -595,7 +595,7 @@ class NftablesSyncer:
             self._setup(tx)
             outputs: dict[ServicePortName, PortOutput] = {}
             elements: dict[str, dict] = {name: {} for _k, name in ELEMENT_CONTAINERS}
-            todo = sorted(svc_port_map)
+            todo = sorted(svc_port_map, key=port_order)
         else:
             outputs = dict(self.outputs)
             elements = {name: dict(v) for name, v in self.elements.items()} if changed else self.elements
@@ -605,7 +605,7 @@ class NftablesSyncer:
             if changed_ports is None:
                 changed_ports = {spn for spn in svc_port_map if spn.service in changed}
             todo_set.update(spn for spn in changed_ports if spn.service in changed)
-            todo = sorted(todo_set)
+            todo = sorted(todo_set, key=port_order)
         old_affinity = self.affinity_sets
         stale = dict(self.stale_chains)
         # Stale chains unreferenced long enough are deleted first (they are already empty).
