@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from svcnet.cli.common import run_on_uvloop, setup_logging
-from svcnet.controllers.manager import ALL_CONTROLLERS
+from svcnet.controllers.manager import ALL_CONTROLLERS, ControllerOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -40,9 +40,8 @@ def build_options(
     lease_name: str = "svcnet-controller-manager",
     lease_namespace: str = "kube-system",
     identity: str = "",
-):  # -> ControllerOptions
+) -> ControllerOptions:
     from svcnet.controllers.leaderelection import LeaderElectionConfig
-    from svcnet.controllers.manager import ControllerOptions
 
     try:
         election = LeaderElectionConfig(
