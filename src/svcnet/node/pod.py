@@ -64,7 +64,7 @@ class Container:
     builtin: bool = False
     init: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    exit_task: asyncio.Task[Any] | None = None
+    exit_task: asyncio.Task[Any] | None = None  # a strong reference: the loop keeps tasks weakly
     killing: bool = False
 
     @property
@@ -109,7 +109,6 @@ class PodWorker:
         self.initialized = not self.init_containers
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.terminating = False
         self.finished = False
         self.last_status: Obj | None = None
         self.transition: dict[str, tuple[str, str]] = {}
@@ -570,7 +569,6 @@ class PodWorker:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 30)
 
     async def _terminate(self) -> None:
-        self.terminating = True
         grace = self._grace()
         procs = []
         for c in self.every_container():
