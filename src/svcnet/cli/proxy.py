@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from svcnet.cli.common import setup_logging
 from svcnet.proxy.config import NodeConfig
 from svcnet.proxy.ipnet import IPV4, IPV6, parse_cidr, parse_ip
 
@@ -109,8 +110,7 @@ def proxy(
     """Run the proxy daemon (`svcnet proxy --mode iptables -f OBJECTS --node-name N`)."""
     if ctx.invoked_subcommand is not None:
         return
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("debug" if verbose else "info")
     from svcnet.proxy import daemon
 
     if cleanup:
