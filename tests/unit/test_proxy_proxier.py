@@ -21,6 +21,10 @@ from svcnet.proxy.runner import BoundedFrequencyRunner
 
 
 class RecordingConntrack(Conntrack):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
     def _delete(self, *args):
         self.calls.append(list(args))
 

@@ -22,13 +22,11 @@ class Conntrack:
         self.binary = shutil.which(binary)
         if self.binary is None:
             log.warning("conntrack tool not found: stale UDP entries will not be cleared")
-        self.calls: list[list[str]] = []
 
     def _delete(self, *args: str) -> None:
         if self.binary is None:
             return
         cmd = [self.binary, "-D", *self.family, "-p", "udp", *args]
-        self.calls.append(cmd)
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         # exit status 1 with "0 flow entries have been deleted" just means nothing matched
         if res.returncode not in (0, 1):
