@@ -208,6 +208,11 @@ T = "add table ip t\nadd chain ip t c { type nat hook prerouting priority dstnat
         (T + "add rule ip t c ip daddr @missing drop\n", 3, "set missing does not exist"),
         (T + "add rule ip t nochain drop\n", 3, "chain nochain does not exist"),
         (T + "add element ip t nope { 1.2.3.4 }\n", 3, "set nope does not exist"),
+        (T + "flush chain ip t nochain\n", 3, "chain nochain does not exist"),
+        (T + "add chain ip t a\nadd rule ip t a drop\ndelete chain ip t a\n", 5, "still has rules"),
+        # of several rules naming missing chains, the first in the text is reported
+        (T + "add chain ip t a\nadd rule ip t a drop\nadd rule ip t x drop\nadd rule ip t y drop\n"
+         "add rule ip t x drop\n", 5, "chain x does not exist"),
         (
             T
             + "add map ip t m { type ipv4_addr . inet_service : verdict ; }\nadd element ip t m { 1.2.3.4 : drop }\n",

@@ -4,6 +4,7 @@ TestClusterIPGeneral's wrong-port and unallocated cases) give upstream's answers
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from svcnet.cli.main import build
 from svcnet.netfilter.api import Node, trace_text
 from svcnet.netfilter.trace import Packet
 from svcnet.proxy.config import NodeConfig
-from svcnet.proxy.objects import load_files
+from svcnet.proxy.objects import Snapshot, load_files
 from svcnet.proxy.render import render_full
 
 FIXTURES = Path(__file__).parent / "golden" / "iptables"
@@ -86,3 +87,24 @@ def test_trace_cli_renders_nftables() -> None:
     assert res.exit_code == 0, res.output
     assert '"verdict": "DNAT"' in res.output
     assert "10.180.0.1:80" in res.output and "10.180.0.3:80" in res.output
+
+
+def test_a_large_rendered_transaction_is_traced_in_linear_time() -> None:
+    # The renderer flushes every chain it writes; each flush once rescanned every rule read so
+    # far (2,000 services of 5 endpoints took 19 s, 10,000 some 8 minutes). Now about 0.2 s.
+    services, slices = [], []
+    for i in range(2000):
+        ip = f"172.30.{i // 250}.{i % 250 + 1}"
+        services.append({"kind": "Service", "metadata": {"namespace": "ns", "name": f"s{i}"},
+                         "spec": {"clusterIP": ip, "ports": [{"name": "p", "port": 80, "protocol": "TCP"}]}})
+        slices.append({"kind": "EndpointSlice", "addressType": "IPv4",
+                       "metadata": {"namespace": "ns", "name": f"s{i}-1",
+                                    "labels": {"kubernetes.io/service-name": f"s{i}"}},
+                       "endpoints": [{"addresses": [f"10.{k}.{i // 250}.{i % 250}"]} for k in range(1, 6)],
+                       "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}]})
+    node = NodeConfig(node_name="test-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
+    text = render_full("nftables", Snapshot(services, slices, []), node)
+    start = time.monotonic()
+    r = trace_text("nftables", text, Packet("10.0.0.2", "172.30.7.250", 80), Node(NODE_IPS))
+    assert r.endpoints == [f"10.{k}.7.249:8080" for k in range(1, 6)]
+    assert time.monotonic() - start < 3.0

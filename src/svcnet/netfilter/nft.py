@@ -110,9 +110,14 @@ class _Parser:
         self.toks: list[Tok] = []
         self.i = 0
         self.ruleset = NftRuleset()
-        # (table key, chain name, line number, rule text, text shown), added at the end so
-        # that a rule may name chains declared after it, as `nft list ruleset` prints them
-        self.pending_rules: list[tuple[str, str, int, str, str]] = []
+        # (table key, chain name) -> [(line number, rule text, text shown)], added at the end
+        # so that a rule may name chains declared after it, as `nft list ruleset` prints them.
+        # Keyed by chain: a transaction flushes every chain it writes (60k at 10k services),
+        # and each flush drops that chain's pending rules.
+        self.pending_rules: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+
+    def pend_rule(self, key: str, chain: str, line_no: int, body: str, text: str) -> None:
+        self.pending_rules.setdefault((key, chain), []).append((line_no, body, text))
 
     def tokenize(self, first: int, last: int) -> list[Tok]:
         """Tokens of lines first..last (0-based, inclusive), newlines included."""
@@ -197,7 +202,9 @@ class _Parser:
                 else:
                     raise self.error(f"unknown command {tok!r}")
             no = last + 1
-        for key, chain_name, line_no, body, text in self.pending_rules:
+        # Chains come in the order of their first pending rule (a flushed chain's entry is
+        # dropped, so one added again comes later): the first missing one is the first in the text.
+        for (key, chain_name), rules in self.pending_rules.items():
             table = self.ruleset.tables.get(key)
             chain = table.chains.get(chain_name) if table else None
             if table is None or chain is None:
@@ -206,12 +213,24 @@ class _Parser:
                     if table is None
                     else (f"chain {chain_name} does not exist in table {key}")
                 )
+                line_no = rules[0][0]
                 raise RuleParseError(line_no, self.lines[line_no - 1], what)
-            chain.rules.append(LazyNftRule(self, table, chain_name, line_no, body, text))
+            chain.rules.extend(LazyNftRule(self, table, chain_name, line_no, body, text)
+                               for line_no, body, text in rules)
         return self.ruleset
 
     def fast_command(self, no: int, line: str) -> bool:
-        """`add rule F T C ...`, `add element F T S { ... }`, `add chain F T C` on one line."""
+        """`add rule F T C ...`, `add element F T S { ... }`, `add chain F T C` and `flush chain
+        F T C` (of an existing chain: errors take the token path) on one line."""
+        if line.startswith("flush chain ") and "#" not in line:
+            parts = line.split()
+            table = self.ruleset.tables.get(f"{parts[2]} {parts[3]}") if len(parts) == 5 else None
+            chain = table.chains.get(parts[4]) if table is not None else None
+            if chain is None:
+                return False
+            chain.rules.clear()
+            self.pending_rules.pop((table.key, chain.name), None)
+            return True
         if not line.startswith("add ") or "#" in line:
             return False
         parts = line.split(None, 5)
@@ -219,7 +238,7 @@ class _Parser:
             return False
         key = f"{parts[2]} {parts[3]}"
         if parts[1] == "rule" and len(parts) == 6 and _brace_delta(line) == 0:
-            self.pending_rules.append((key, parts[4], no + 1, parts[5], line))
+            self.pend_rule(key, parts[4], no + 1, parts[5], line)
             return True
         if parts[1] == "element" and len(parts) == 6 and parts[5].startswith("{") and parts[5].endswith("}"):
             if _brace_delta(line) != 0:
@@ -282,7 +301,7 @@ class _Parser:
             elif line.startswith(CHAIN_ATTRIBUTES):
                 self.chain_attribute(chain, no)
             else:
-                self.pending_rules.append((table.key, name, no + 1, line, line))
+                self.pend_rule(table.key, name, no + 1, line, line)
             no += 1
         raise RuleParseError(no, self.lines[-1], f"chain {name} is not closed with '}}'")
 
@@ -390,7 +409,7 @@ class _Parser:
             while self.peek() not in ("\n", None):
                 self.i += 1
             line = _strip_hash_comment(self.lines[tok.line - 1]).strip()
-            self.pending_rules.append((table.key, chain.name, tok.line, line, line))
+            self.pend_rule(table.key, chain.name, tok.line, line, line)
 
     def chain_spec(self, chain: NftChain) -> None:
         """`type filter hook prerouting [device X] priority dstnat - 10 ; [policy accept ;]`."""
@@ -613,7 +632,8 @@ class _Parser:
                 table = self.table_of(family, name)
                 for chain in table.chains.values():
                     chain.rules.clear()
-                self.pending_rules = [p for p in self.pending_rules if p[0] != table.key]
+                for pending in [p for p in self.pending_rules if p[0] == table.key]:
+                    del self.pending_rules[pending]
                 for nset in table.sets.values():
                     nset.clear()
             else:
@@ -648,7 +668,7 @@ class _Parser:
                 chain.rules.insert(0, self.rule(table, chain, start.line, toks, text))
             else:
                 body = " ".join(t.text for t in toks)
-                self.pending_rules.append((table.key, chain.name, start.line, body, text))
+                self.pend_rule(table.key, chain.name, start.line, body, text)
         else:
             raise self.error(f"unsupported object {what!r}", start)
 
@@ -657,8 +677,7 @@ class _Parser:
             chain = table.chains.get(name)
             if chain is None and verb == "delete":
                 raise self.error(f"chain {name} does not exist", start)
-            pending = any((p[0], p[1]) == (table.key, name) for p in self.pending_rules)
-            if chain is not None and (chain.rules or pending):
+            if chain is not None and (chain.rules or self.pending_rules.get((table.key, name))):
                 raise self.error(f"cannot delete chain {name}: it still has rules", start)
             table.chains.pop(name, None)
             return
@@ -667,7 +686,7 @@ class _Parser:
             if chain is None:
                 raise self.error(f"chain {name} does not exist", start)
             chain.rules.clear()
-            self.pending_rules = [p for p in self.pending_rules if (p[0], p[1]) != (table.key, name)]
+            self.pending_rules.pop((table.key, name), None)
             return
         chain = table.chains.get(name)
         if chain is None:
