@@ -128,6 +128,8 @@ def wrap(nat: str = "", filt: str = "") -> str:
         (wrap(nat=":A - [0:0]\n-A A -m mark --mark 0xzz -j ACCEPT\n"), 5, "bad value for --mark"),
         (wrap(nat=":A - [0:0]\n-A A -j DNAT --to-destination 10.0.0.1:99999\n"), 5, "bad value"),
         (wrap(nat=":A - [0:0]\n-A A --bogus -j ACCEPT\n"), 5, "unknown option --bogus"),
+        # a single dash is not the modelled option (found by the fuzz test: a crash when traced)
+        (wrap(nat=":A - [0:0]\n-A A -j MARK -xor-mark 0x4000\n"), 5, "unknown option -xor-mark"),
         (wrap(nat="-Z\n"), 4, "unknown command"),
         (wrap(nat=":A ACCEPT [0:0]\n"), 4, "cannot have policy"),
         (wrap(nat=":A - [0:0\n"), 4, "malformed chain line"),

@@ -604,7 +604,12 @@ def _module_or_target_option(
         rule.target if rule.target and not any(opt in _MODULE_OPTIONS.get(m, {}) for m in modules) else None
     )
     if owner and rule.target in EXTENSION_TARGETS:
-        rule.target_opts[opt.lstrip("-")] = " ".join(words[i + 1 : j]) or True
+        key = opt.lstrip("-")
+        if any(name == key for name, _count in _TARGET_OPTIONS.get(rule.target, {}).values()):
+            # `-xor-mark` is not `--xor-mark` (iptables reads it as short options and refuses
+            # it); kept under the modelled name, its unconverted value would reach the tracer
+            raise RuleParseError(line_no, line, f"unknown option {opt}")
+        rule.target_opts[key] = " ".join(words[i + 1 : j]) or True
     else:
         if not modules and not owner:
             raise RuleParseError(line_no, line, f"unknown option {opt}")
