@@ -196,7 +196,8 @@ class _Parser:
                 if tok is None:
                     break
                 if tok == "table":
-                    self.table_block(self.next())
+                    self.next()  # `table`
+                    self.table_block()
                 elif tok in ("add", "create", "insert", "flush", "delete", "destroy"):
                     self.command()
                 else:
@@ -362,7 +363,7 @@ class _Parser:
             table = self.ruleset.tables[key] = NftTable(family, name)
         return table
 
-    def table_block(self, start: Tok) -> None:
+    def table_block(self) -> None:
         family, name = self.family_and_name()
         table = self.table_of(family, name, create=True)
         self.expect("{")
@@ -555,11 +556,11 @@ class _Parser:
             items = _ITEM.findall(text) if ("," in text or '"' in text) else (text,)
             for item in items:
                 item = item.strip()
-                if item and not self.fast_element(nset, item, line_no):
+                if item and not self.fast_element(nset, item):
                     toks = [Tok(m.group(0), line_no) for m in _TOKEN.finditer(item)]
                     self.elements(nset, toks)
 
-    def fast_element(self, nset: NftSet, item: str, line_no: int) -> bool:
+    def fast_element(self, nset: NftSet, item: str) -> bool:
         """`a . b . c [comment "x"] [timeout T] : goto chain` without tokens; False when the
         element needs the token parser (it then also reports errors)."""
         if '"' in item or " timeout " in item or " expires " in item or " counter" in item:
