@@ -8,7 +8,14 @@ rest, so every endpoint a connection can reach is found with the chance of reach
 
 from __future__ import annotations
 
-from svcnet.netfilter.addr import LocalAddresses, format_addr, format_net, net_contains, parse_addr
+from svcnet.netfilter.addr import (
+    LocalAddresses,
+    format_addr,
+    format_endpoint,
+    format_net,
+    net_contains,
+    parse_addr,
+)
 from svcnet.netfilter.errors import RuleParseError, TraceError
 from svcnet.netfilter.iptables import EXTENSION_TARGETS, IptablesRuleset, Match, Rule
 from svcnet.netfilter.iptables_lazy import LazyRule
@@ -315,8 +322,6 @@ def _mark_target(rule: Rule, mark: int) -> int:
 
 def _endpoint_text(f: Flow) -> str:
     assert f.dnat is not None
-    from svcnet.netfilter.addr import format_endpoint
-
     return format_endpoint(*f.dnat)
 
 
