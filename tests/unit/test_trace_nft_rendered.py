@@ -4,7 +4,6 @@ TestClusterIPGeneral's wrong-port and unallocated cases) give upstream's answers
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -89,9 +88,10 @@ def test_trace_cli_renders_nftables() -> None:
     assert "10.180.0.1:80" in res.output and "10.180.0.3:80" in res.output
 
 
-def test_a_large_rendered_transaction_is_traced_in_linear_time() -> None:
-    # The renderer flushes every chain it writes; each flush once rescanned every rule read so
-    # far (2,000 services of 5 endpoints took 19 s, 10,000 some 8 minutes). Now about 0.2 s.
+def test_a_large_rendered_transaction_is_traced() -> None:
+    # The renderer flushes every chain it writes (each flush once rescanned every rule read so
+    # far: quadratic). How long this takes is bench/trace.py's business, not a unit test's;
+    # here: the answer through 2,000 services' worth of flushed and refilled chains is right.
     services, slices = [], []
     for i in range(2000):
         ip = f"172.30.{i // 250}.{i % 250 + 1}"
@@ -104,7 +104,5 @@ def test_a_large_rendered_transaction_is_traced_in_linear_time() -> None:
                        "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}]})
     node = NodeConfig(node_name="test-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
     text = render_full("nftables", Snapshot(services, slices, []), node)
-    start = time.monotonic()
     r = trace_text("nftables", text, Packet("10.0.0.2", "172.30.7.250", 80), Node(NODE_IPS))
     assert r.endpoints == [f"10.{k}.7.249:8080" for k in range(1, 6)]
-    assert time.monotonic() - start < 3.0
