@@ -5,11 +5,14 @@ Renders N ClusterIP services (E endpoints each) with svcnet's iptables renderer,
 scanned to its end). Reference run in the same process: splitting the same text into lines and
 words, the least any reader of the dump must do. Target (issue #6): at most 200 ms.
 
-    .venv/bin/python bench/trace.py [--services 10000] [--endpoints 5] [--repeat 5] [--mode nftables]
+    .venv/bin/python bench/trace.py [--services 10000] [--endpoints 5] [--repeat 5]
+                                    [--mode iptables|nftables|nftables-rendered]
 
-With --mode nftables the rule set is an `nft -f` transaction in kube-proxy's nftables layout,
-written by this script (svcnet has no nftables renderer yet, issue #7): the same services,
-dispatched through the service-ips verdict map and `numgen random mod N vmap`.
+With --mode nftables the rule set is a compact `nft -f` transaction in kube-proxy's nftables
+layout written by this script (each chain added once, no flushes): the same services,
+dispatched through the service-ips verdict map and `numgen random mod N vmap`. With --mode
+nftables-rendered it is what svcnet's nftables renderer writes for a first sync (every chain
+added, flushed, then filled: the text `svcnet proxy render --mode nftables` prints).
 """
 
 from __future__ import annotations
@@ -136,13 +139,14 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=10000)
     ap.add_argument("--endpoints", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--mode", choices=("iptables", "nftables"), default="iptables")
+    ap.add_argument("--mode", choices=("iptables", "nftables", "nftables-rendered"), default="iptables")
     args = ap.parse_args()
-    if args.mode == "iptables":
-        node = NodeConfig(node_name="bench-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
-        text = render_full("iptables", objects(args.services, args.endpoints), node)
-    else:
+    node = NodeConfig(node_name="bench-node", node_ips=["192.168.0.2"], cluster_cidrs=["10.0.0.0/8"])
+    if args.mode == "nftables":
         text = nft_rules(args.services, args.endpoints)
+    else:
+        text = render_full(args.mode.removesuffix("-rendered"), objects(args.services, args.endpoints), node)
+    tracer = args.mode.removesuffix("-rendered")
     lines = text.count("\n")
     packet = Packet("10.0.0.2", cluster_ip(args.services - 1), 80)
 
@@ -151,7 +155,7 @@ def main() -> None:
             line.split()
 
     def run() -> None:
-        result = trace_text(args.mode, text, packet, Node(["192.168.0.2"]))
+        result = trace_text(tracer, text, packet, Node(["192.168.0.2"]))
         assert result.verdict == "DNAT" and len(result.endpoints) == args.endpoints, result.verdict
 
     def timed(fn) -> float:
